@@ -1,0 +1,1 @@
+//! wrenn-agent (placeholder; being written).

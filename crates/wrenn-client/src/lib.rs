@@ -1,0 +1,1 @@
+//! wrenn-client (placeholder; being written).

@@ -1,0 +1,1 @@
+//! wrenn-control (placeholder; being written).

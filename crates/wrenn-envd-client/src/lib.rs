@@ -1,0 +1,1 @@
+//! wrenn-envd-client (placeholder; being written).

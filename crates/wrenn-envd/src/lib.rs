@@ -1,0 +1,1 @@
+//! wrenn-envd (placeholder; being written).

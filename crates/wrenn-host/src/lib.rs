@@ -1,0 +1,1 @@
+//! wrenn-host (placeholder; being written).

@@ -1,0 +1,1 @@
+//! wrenn-images (placeholder; being written).

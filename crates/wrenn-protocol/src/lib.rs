@@ -1,0 +1,1 @@
+//! wrenn-protocol (placeholder; being written).

@@ -1,0 +1,1 @@
+//! wrenn-vmm (placeholder; being written).
