@@ -1,1 +1,16 @@
-//! wrenn-protocol (placeholder; being written).
+//! Types shared by the host side and the guest agent (envd).
+//!
+//! This crate is the only thing both sides of the host↔guest channel share. The request and
+//! response bodies of envd's HTTP API live in [`types`]; the framing that carries HTTP/2 over
+//! one persistent virtio-serial byte stream lives in `link` (see docs/envd-protocol.md).
+
+pub mod types;
+
+pub use types::*;
+
+/// Version of the envd HTTP API. Bumped on any incompatible change; the host refuses a guest
+/// whose major protocol differs.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Name of the virtio-serial port that carries the envd channel.
+pub const AGENT_PORT_NAME: &str = "wrenn.envd";

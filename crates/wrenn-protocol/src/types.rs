@@ -1,0 +1,260 @@
+//! Request and response bodies of envd's API, as JSON.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// `GET /health`: what the guest agent is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    /// envd's crate version.
+    pub version: String,
+    /// [`crate::PROTOCOL_VERSION`] of the running envd.
+    pub protocol: u32,
+}
+
+/// A command to run in the guest.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ExecRequest {
+    /// Program to run (looked up in `PATH` when it has no slash).
+    pub cmd: String,
+    /// Arguments after the program name.
+    pub args: Vec<String>,
+    /// Extra environment variables (on top of a default `PATH`, `HOME`, `USER`, `LANG`).
+    pub envs: BTreeMap<String, String>,
+    /// Working directory; the user's home when absent.
+    pub cwd: Option<String>,
+    /// User name or numeric uid to run as; root when absent.
+    pub user: Option<String>,
+    /// Kill the whole process group after this many milliseconds.
+    pub timeout_ms: Option<u64>,
+    /// Tag of a background process (generated when absent).
+    pub tag: Option<String>,
+}
+
+/// Result of a foreground command, output collected.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecOutput {
+    /// Everything the command wrote to stdout (bytes, maybe not UTF-8).
+    pub stdout: Vec<u8>,
+    /// Everything the command wrote to stderr.
+    pub stderr: Vec<u8>,
+    /// Exit code; `128 + signal` when killed by a signal.
+    pub exit_code: i32,
+    /// Wall time from start to exit.
+    pub duration_ms: u64,
+    /// True when the timeout killed the process group.
+    pub timed_out: bool,
+}
+
+/// One event of a running process's output stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ProcessEvent {
+    /// The process started with this pid.
+    Started {
+        /// Guest pid.
+        pid: u32,
+    },
+    /// Bytes written to stdout.
+    Stdout {
+        /// Raw bytes.
+        data: Vec<u8>,
+    },
+    /// Bytes written to stderr.
+    Stderr {
+        /// Raw bytes.
+        data: Vec<u8>,
+    },
+    /// The process ended.
+    Exit {
+        /// Exit code; `128 + signal` when killed by a signal.
+        exit_code: i32,
+    },
+    /// The stream failed (the process may still run).
+    Error {
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// A process envd tracks (background commands and PTY sessions).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessInfo {
+    /// Guest pid.
+    pub pid: u32,
+    /// Tag given at start (or generated).
+    pub tag: String,
+    /// Program.
+    pub cmd: String,
+    /// Arguments.
+    pub args: Vec<String>,
+    /// True for a PTY session.
+    pub pty: bool,
+}
+
+/// How a request names a process: by pid or by tag.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ProcessSelector {
+    /// By guest pid.
+    Pid(u32),
+    /// By tag.
+    Tag(String),
+}
+
+impl ProcessSelector {
+    /// Parses a path segment: all digits is a pid, anything else a tag.
+    pub fn parse(s: &str) -> Self {
+        match s.parse::<u32>() {
+            Ok(pid) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => Self::Pid(pid),
+            _ => Self::Tag(s.to_owned()),
+        }
+    }
+}
+
+/// Start a PTY session.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PtyStart {
+    /// Program (default `/bin/bash`, else `/bin/sh`).
+    pub cmd: Option<String>,
+    /// Arguments.
+    pub args: Vec<String>,
+    /// Extra environment (TERM defaults to `xterm-256color`).
+    pub envs: BTreeMap<String, String>,
+    /// Working directory.
+    pub cwd: Option<String>,
+    /// User to run as.
+    pub user: Option<String>,
+    /// Terminal columns.
+    pub cols: u16,
+    /// Terminal rows.
+    pub rows: u16,
+    /// Tag to reattach by later (generated when absent).
+    pub tag: Option<String>,
+}
+
+/// What a PTY session's output stream carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum PtyEvent {
+    /// Terminal output bytes.
+    Output {
+        /// Raw bytes.
+        data: Vec<u8>,
+    },
+    /// The session's process ended.
+    Exit {
+        /// Exit code.
+        exit_code: i32,
+    },
+}
+
+/// Kind of a file system entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EntryKind {
+    /// Regular file (and anything that is not a directory or symlink).
+    File,
+    /// Directory.
+    Directory,
+    /// Symbolic link.
+    Symlink,
+}
+
+/// A file system entry, as the contract's `files/list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryInfo {
+    /// Last path component.
+    pub name: String,
+    /// Absolute path.
+    pub path: String,
+    /// File, directory or symlink.
+    #[serde(rename = "type")]
+    pub kind: EntryKind,
+    /// Size in bytes.
+    pub size: u64,
+    /// Permission bits (`st_mode & 0o7777`).
+    pub mode: u32,
+    /// `ls -l` style string, e.g. `-rw-r--r--`.
+    pub permissions: String,
+    /// Owner name (or uid as text).
+    pub owner: String,
+    /// Group name (or gid as text).
+    pub group: String,
+    /// Modification time, unix seconds.
+    pub modified_at: i64,
+    /// Target of a symlink.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub symlink_target: Option<String>,
+}
+
+/// Options for writing a file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WriteOptions {
+    /// Permission bits for a new file (default 0o644).
+    pub mode: Option<u32>,
+    /// Owner (user name or uid) to chown to.
+    pub owner: Option<String>,
+    /// Modification time to set, unix seconds.
+    pub modified_at: Option<i64>,
+    /// Create missing parent directories (default true in envd).
+    pub create_parents: Option<bool>,
+}
+
+/// Guest resource use.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Metrics {
+    /// CPU use over the last sampling interval, percent of all vCPUs (0..=100·vcpus).
+    pub cpu_pct: f64,
+    /// Memory in use (total - available).
+    pub mem_bytes: u64,
+    /// Total memory the guest sees.
+    pub mem_total_bytes: u64,
+    /// Bytes used on the root file system.
+    pub disk_bytes: u64,
+    /// Size of the root file system.
+    pub disk_total_bytes: u64,
+}
+
+/// Sent by the host after every restore: set the clock, re-seed the random pool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreRequest {
+    /// Host wall clock, nanoseconds since the epoch.
+    pub unix_time_ns: i64,
+    /// Fresh random bytes from the host to mix into (and credit to) the guest's pool.
+    pub entropy: Vec<u8>,
+}
+
+/// Machine-readable kind of an envd error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// No such file, process, tag or session.
+    NotFound,
+    /// The request is malformed or names something unusable (bad cwd, relative path…).
+    InvalidArgument,
+    /// The thing to create exists already.
+    AlreadyExists,
+    /// A file was expected, a directory found.
+    IsADirectory,
+    /// A directory was expected, something else found.
+    NotADirectory,
+    /// The guest refused access.
+    PermissionDenied,
+    /// Anything else.
+    Internal,
+}
+
+/// The JSON body of every envd error response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct EnvdErrorBody {
+    /// Kind of error.
+    pub kind: ErrorKind,
+    /// Human text naming what failed.
+    pub message: String,
+}
