@@ -65,3 +65,37 @@ fn kernel_and_initramfs_are_built_once_and_contain_init_and_modules() {
     assert!(pos("virtio_ring") < pos("virtio_blk"));
     assert!(pos("failover") < pos("net_failover") && pos("net_failover") < pos("virtio_net"));
 }
+
+#[test]
+fn concurrent_builders_share_one_result_and_clean_up_interrupted_builds() {
+    let data = tempfile::tempdir().unwrap();
+    let kernel_dir = data.path().join("images/kernel");
+    std::fs::create_dir_all(&kernel_dir).unwrap();
+    // Left behind by a build that crashed.
+    let stale = kernel_dir.join(".tmp-vmlinuz-4242");
+    std::fs::write(&stale, b"half a kernel").unwrap();
+
+    let handles: Vec<_> = (0..2)
+        .map(|_| {
+            let dir = data.path().to_path_buf();
+            std::thread::spawn(move || ImageStore::new(&dir).ensure_kernel())
+        })
+        .collect();
+    let results: Vec<_> = handles
+        .into_iter()
+        .map(|h| h.join().unwrap().expect("concurrent build"))
+        .collect();
+    assert_eq!(results[0], results[1]);
+    assert!(
+        !stale.exists(),
+        "leftover of an interrupted build was not removed"
+    );
+    let entries = initramfs::read(&results[0].initrd).expect("parse initramfs");
+    assert!(entries.iter().any(|e| e.name == "init"));
+    let leftovers: Vec<_> = std::fs::read_dir(&kernel_dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
