@@ -1,1 +1,71 @@
-//! wrenn-control (placeholder; being written).
+//! wrenn-control: the control plane. Serves the public Wrenn API (REST, WebSocket, SSE) over
+//! a SQL store (SQLite or PostgreSQL) and drives capsules through [`wrenn_host::HostApi`].
+//!
+//! Entry points for the `wrenn` binary: [`Store::open`], [`bootstrap_admin`], the key
+//! functions ([`create_key`], [`list_keys`], [`remove_key`]) and [`serve`].
+
+pub mod activity;
+pub mod admission;
+pub mod api;
+pub mod auth;
+pub mod background;
+pub mod config;
+pub mod error;
+pub mod events;
+pub mod ids;
+pub mod keys;
+pub mod lifecycle;
+pub mod state;
+pub mod store;
+pub mod telemetry;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use wrenn_host::HostApi;
+
+pub use config::{ControlConfig, DEFAULT_MAX_WRITE_BYTES};
+pub use error::{ApiError, ControlError};
+pub use keys::{bootstrap_admin, create_key, list_keys, remove_key, KeyError, ADMIN_TEAM};
+pub use state::AppState;
+pub use store::{KeyInfo, Store, StoreError};
+
+/// Binds `config.listen` and serves until `shutdown` resolves.
+pub async fn serve(
+    config: ControlConfig,
+    store: Store,
+    host: Arc<dyn HostApi>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ControlError> {
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ControlError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    serve_on(listener, config, store, host, shutdown).await
+}
+
+/// Serves on an already bound listener (tests bind `127.0.0.1:0`) until `shutdown` resolves.
+/// Reconciles the store with the host first; `/health` answers once this is done.
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    config: ControlConfig,
+    store: Store,
+    host: Arc<dyn HostApi>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ControlError> {
+    let state = AppState::new(config, store, host);
+    background::reconcile(&state).await?;
+    let tasks = background::spawn(state.clone());
+    let app = api::router(state);
+    tracing::info!(addr = ?listener.local_addr().ok(), "control plane listening");
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(ControlError::Serve);
+    for t in tasks {
+        t.abort();
+    }
+    result
+}

@@ -1,0 +1,101 @@
+//! JSON shapes of the contract: capsules, templates, timestamps, statuses.
+
+use serde_json::{json, Value};
+use wrenn_host::{HostStatus, TemplateInfo, TemplateKind};
+
+use crate::store::{CapsuleRow, TemplateRow};
+
+/// Every capsule status of the contract.
+pub const STATUSES: &[&str] = &[
+    "pending",
+    "starting",
+    "running",
+    "pausing",
+    "paused",
+    "snapshotting",
+    "resuming",
+    "stopping",
+    "hibernated",
+    "stopped",
+    "missing",
+    "error",
+];
+
+/// Unix ms as RFC 3339 with `Z`.
+pub fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Unix seconds as RFC 3339 with `Z`.
+pub fn rfc3339_secs(s: i64) -> String {
+    rfc3339(s.saturating_mul(1000))
+}
+
+/// The contract status of a host status.
+pub fn host_status(s: HostStatus) -> &'static str {
+    match s {
+        HostStatus::Starting => "starting",
+        HostStatus::Running => "running",
+        HostStatus::Pausing => "pausing",
+        HostStatus::Paused => "paused",
+        HostStatus::Resuming => "resuming",
+        HostStatus::Snapshotting => "snapshotting",
+        HostStatus::Stopping => "stopping",
+        HostStatus::Error => "error",
+    }
+}
+
+/// The capsule object.
+pub fn capsule(row: &CapsuleRow) -> Value {
+    let metadata: Value = serde_json::from_str(&row.metadata).unwrap_or_else(|_| json!({}));
+    json!({
+        "id": row.id,
+        "status": row.status,
+        "template": row.template,
+        "vcpus": row.vcpus,
+        "memory_mb": row.memory_mb,
+        "timeout_sec": row.timeout_sec,
+        "created_at": rfc3339(row.created_at),
+        "started_at": row.started_at.map(rfc3339),
+        "last_active_at": rfc3339(row.last_active_at),
+        "last_updated": rfc3339(row.last_updated),
+        "metadata": metadata,
+    })
+}
+
+/// A team snapshot template.
+pub fn snapshot_template(t: &TemplateRow) -> Value {
+    json!({
+        "name": t.name,
+        "type": "snapshot",
+        "vcpus": t.vcpus,
+        "memory_mb": t.memory_mb,
+        "size_bytes": t.size_bytes,
+        "created_at": rfc3339(t.created_at),
+        "platform": false,
+        "protected": false,
+        "metadata": {},
+    })
+}
+
+/// A base template of the host.
+pub fn base_template(t: &TemplateInfo) -> Value {
+    json!({
+        "name": t.name,
+        "type": "base",
+        "vcpus": t.vcpus,
+        "memory_mb": t.memory_mb,
+        "size_bytes": t.size_bytes,
+        "created_at": rfc3339_secs(t.created_at),
+        "platform": true,
+        "protected": true,
+        "metadata": {},
+    })
+}
+
+/// True for a base template of the host.
+pub fn is_base(t: &TemplateInfo) -> bool {
+    t.kind == TemplateKind::Base
+}

@@ -1,0 +1,68 @@
+//! API key authentication: the `X-API-Key` header, checked against stored SHA-256 hashes.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+
+use crate::error::ApiError;
+use crate::ids;
+use crate::state::AppState;
+
+/// Who did something, as events show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    /// `api_key` or `system`.
+    pub kind: &'static str,
+    /// Key id, or `system`.
+    pub id: String,
+    /// Key name, or what the system did.
+    pub name: String,
+}
+
+impl Actor {
+    /// The system itself (TTL pauses, reconciliation).
+    pub fn system(name: &str) -> Self {
+        Self {
+            kind: "system",
+            id: "system".into(),
+            name: name.into(),
+        }
+    }
+}
+
+/// An authenticated caller: the team its key belongs to.
+#[derive(Debug, Clone)]
+pub struct Auth {
+    /// Team id.
+    pub team_id: String,
+    /// The key, as an event actor.
+    pub actor: Actor,
+}
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let key = parts
+            .headers
+            .get("x-api-key")
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .ok_or_else(|| ApiError::unauthorized("missing X-API-Key header"))?;
+        if !ids::is_api_key(key) {
+            return Err(ApiError::unauthorized("invalid API key"));
+        }
+        let found = state
+            .store
+            .key_by_hash(&ids::hash_key(key))
+            .await?
+            .ok_or_else(|| ApiError::unauthorized("invalid API key"))?;
+        Ok(Auth {
+            team_id: found.team_id,
+            actor: Actor {
+                kind: "api_key",
+                id: found.id,
+                name: found.name,
+            },
+        })
+    }
+}

@@ -1,0 +1,175 @@
+//! Background work: startup reconciliation, the inactivity TTL, metrics sampling.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use wrenn_host::HostError;
+
+use crate::api::views;
+use crate::auth::Actor;
+use crate::state::AppState;
+use crate::store::{now_ms, MetricSample, TeamSample};
+
+/// Brings the store in line with what the host holds: a capsule the host does not know is
+/// `missing`; one it knows gets the host's status; interrupted destroys are finished.
+pub async fn reconcile(state: &AppState) -> Result<(), crate::ControlError> {
+    let held: HashMap<String, _> = state
+        .host
+        .list()
+        .await?
+        .into_iter()
+        .map(|c| (c.id.clone(), c))
+        .collect();
+    for row in state.store.list_live_capsules().await? {
+        let to = match (row.status.as_str(), held.get(&row.id)) {
+            ("stopping", _) => {
+                match state.host.destroy(&row.id).await {
+                    Ok(()) | Err(HostError::NotFound(_)) => {}
+                    Err(e) => {
+                        tracing::warn!(capsule = %row.id, error = %e, "finishing destroy failed")
+                    }
+                }
+                "stopped"
+            }
+            ("error", None) => continue,
+            (_, None) => "missing",
+            (_, Some(info)) => views::host_status(info.status),
+        };
+        if to != row.status {
+            tracing::info!(capsule = %row.id, from = %row.status, to, "reconciled capsule status");
+            let err = held.get(&row.id).and_then(|i| i.error.clone());
+            let err = if to == "missing" {
+                Some("the host does not hold this capsule".to_owned())
+            } else {
+                err
+            };
+            state.store.set_status(&row.id, to, err.as_deref()).await?;
+            state.state_changed(&row, &row.status, to);
+        }
+    }
+    let known: std::collections::HashSet<String> = state
+        .store
+        .list_live_capsules()
+        .await?
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    for id in held.keys().filter(|id| !known.contains(*id)) {
+        tracing::warn!(capsule = %id, "host holds a capsule the store does not know; leaving it alone");
+    }
+    Ok(())
+}
+
+/// One pass of the inactivity TTL: pauses idle running capsules without open streams.
+pub async fn ttl_pass(state: &AppState) {
+    let idle = match state.store.idle_capsules(now_ms()).await {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!(error = %e, "TTL check could not list capsules");
+            return;
+        }
+    };
+    for row in idle {
+        if state.activity.has_open_streams(&row.id) {
+            continue;
+        }
+        tracing::info!(capsule = %row.id, timeout_sec = row.timeout_sec, "pausing idle capsule");
+        if let Err(e) = state
+            .pause_capsule(&row, &Actor::system("ttl"), Some("ttl_expired"))
+            .await
+        {
+            tracing::warn!(capsule = %row.id, error = %e, "TTL pause failed");
+        }
+    }
+}
+
+/// One sampling pass: team reservations and guest metrics of running capsules.
+pub async fn sample_pass(state: &AppState, interval: Duration) {
+    let now = chrono::Utc::now().timestamp();
+    let running = match state.store.capsules_in("running").await {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!(error = %e, "sampler could not list capsules");
+            return;
+        }
+    };
+    let mut per_team: HashMap<String, TeamSample> = HashMap::new();
+    if let Ok(teams) = state.store.team_ids().await {
+        for t in teams {
+            per_team.insert(
+                t,
+                TeamSample {
+                    ts: now,
+                    interval_sec: interval.as_secs().max(1) as i64,
+                    running: 0,
+                    vcpus: 0,
+                    memory_mb: 0,
+                },
+            );
+        }
+    }
+    for row in &running {
+        if let Some(s) = per_team.get_mut(&row.team_id) {
+            s.running += 1;
+            s.vcpus += row.vcpus;
+            s.memory_mb += row.memory_mb;
+        }
+    }
+    for (team, s) in &per_team {
+        if let Err(e) = state.store.insert_team_sample(team, s).await {
+            tracing::warn!(team, error = %e, "could not store team sample");
+        }
+    }
+    for row in running {
+        let metrics = async {
+            let guest = state.host.guest(&row.id).await.map_err(|e| e.to_string())?;
+            guest.metrics().await.map_err(|e| e.to_string())
+        };
+        match tokio::time::timeout(Duration::from_secs(5), metrics).await {
+            Ok(Ok(m)) => {
+                let sample = MetricSample {
+                    ts: now,
+                    cpu_pct: m.cpu_pct,
+                    mem_bytes: i64::try_from(m.mem_bytes).unwrap_or(i64::MAX),
+                    disk_bytes: i64::try_from(m.disk_bytes).unwrap_or(i64::MAX),
+                };
+                if let Err(e) = state.store.insert_metric(&row.id, &sample).await {
+                    tracing::warn!(capsule = %row.id, error = %e, "could not store metrics");
+                }
+            }
+            Ok(Err(e)) => tracing::debug!(capsule = %row.id, error = %e, "no metrics"),
+            Err(_) => tracing::debug!(capsule = %row.id, "metrics timed out"),
+        }
+    }
+}
+
+/// Runs the TTL checker and the sampler until the returned handles are aborted.
+pub fn spawn(state: AppState) -> Vec<tokio::task::JoinHandle<()>> {
+    let ttl_state = state.clone();
+    let ttl = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(ttl_state.config.ttl_check_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            ttl_pass(&ttl_state).await;
+        }
+    });
+    let sampler = tokio::spawn(async move {
+        let interval = state.config.metrics_interval;
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut passes: u64 = 0;
+        loop {
+            tick.tick().await;
+            sample_pass(&state, interval).await;
+            passes += 1;
+            if passes % 360 == 1 {
+                let cutoff = chrono::Utc::now().timestamp() - 31 * 86400;
+                if let Err(e) = state.store.prune_samples(cutoff).await {
+                    tracing::warn!(error = %e, "pruning samples failed");
+                }
+            }
+        }
+    });
+    vec![ttl, sampler]
+}

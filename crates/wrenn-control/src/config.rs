@@ -1,0 +1,71 @@
+//! Settings of the control plane.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Default limit of a non-streaming file write (`files/write`): 100 MiB. Larger files go
+/// through `files/stream/write`, which has no limit.
+pub const DEFAULT_MAX_WRITE_BYTES: u64 = 100 * 1024 * 1024;
+
+/// Settings of [`crate::serve`].
+#[derive(Debug, Clone)]
+pub struct ControlConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Data directory (SQLite database, `admin.key`).
+    pub data_dir: PathBuf,
+    /// PostgreSQL URL; `None` = SQLite at `data_dir/wrenn.db`. Used by [`ControlConfig::open_store`].
+    pub database_url: Option<String>,
+    /// Domain of port URLs (`{port}-{capsule id}.{domain}`).
+    pub proxy_domain: Option<String>,
+    /// Limit of a non-streaming file write, in bytes ([`DEFAULT_MAX_WRITE_BYTES`]).
+    pub max_write_bytes: u64,
+    /// How often idle capsules are looked for (inactivity TTL); default 5 s.
+    pub ttl_check_interval: Duration,
+    /// How often guest metrics and team usage are sampled; default 10 s.
+    pub metrics_interval: Duration,
+    /// How many creates may talk to the host at once; default 4.
+    pub max_concurrent_creates: usize,
+    /// How long a create may wait for a create slot before 503; default 60 s.
+    pub create_queue_timeout: Duration,
+    /// How long the host may take to create, pause or resume a capsule; default 180 s.
+    pub host_op_timeout: Duration,
+    /// How often a PTY WebSocket is sent `{"type":"ping"}`; default 20 s.
+    pub pty_ping_interval: Duration,
+}
+
+impl ControlConfig {
+    /// Settings with defaults for everything but the address and the data directory.
+    pub fn new(listen: SocketAddr, data_dir: PathBuf) -> Self {
+        Self {
+            listen,
+            data_dir,
+            database_url: None,
+            proxy_domain: None,
+            max_write_bytes: DEFAULT_MAX_WRITE_BYTES,
+            ttl_check_interval: Duration::from_secs(5),
+            metrics_interval: Duration::from_secs(10),
+            max_concurrent_creates: 4,
+            create_queue_timeout: Duration::from_secs(60),
+            host_op_timeout: Duration::from_secs(180),
+            pty_ping_interval: Duration::from_secs(20),
+        }
+    }
+
+    /// Opens the store these settings name: `database_url`, else `data_dir/wrenn.db`.
+    pub async fn open_store(&self) -> Result<crate::Store, crate::StoreError> {
+        match &self.database_url {
+            Some(url) => crate::Store::open(url).await,
+            None => {
+                std::fs::create_dir_all(&self.data_dir).map_err(|e| {
+                    crate::StoreError::Corrupt(format!(
+                        "create data dir {}: {e}",
+                        self.data_dir.display()
+                    ))
+                })?;
+                crate::Store::open_in(&self.data_dir).await
+            }
+        }
+    }
+}

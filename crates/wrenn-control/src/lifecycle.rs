@@ -1,0 +1,314 @@
+//! Capsule lifecycle: create, pause, resume, destroy. Every transition is stored before it
+//! is acknowledged, and a failure stores what the host reports.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use wrenn_host::{CreateCapsule, HostError};
+
+use crate::api::views;
+use crate::auth::Actor;
+use crate::error::ApiError;
+use crate::events::EventBody;
+use crate::ids;
+use crate::state::AppState;
+use crate::store::{CapsuleRow, NewCapsule};
+use crate::telemetry::LifecycleOp;
+
+/// A validated create request.
+#[derive(Debug, Clone)]
+pub struct CreateSpec {
+    /// Template name as given (team snapshot or base template).
+    pub template: String,
+    /// vCPUs.
+    pub vcpus: u32,
+    /// MiB.
+    pub memory_mb: u32,
+    /// TTL seconds (already raised to 60 when positive and smaller).
+    pub timeout_sec: u32,
+    /// Labels.
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl AppState {
+    /// Records a status change and announces it.
+    pub(crate) async fn set_status(
+        &self,
+        row: &CapsuleRow,
+        to: &str,
+        error: Option<&str>,
+    ) -> Result<CapsuleRow, ApiError> {
+        self.store.set_status(&row.id, to, error).await?;
+        let new = self.reload(row).await?;
+        self.state_changed(&new, &row.status, to);
+        Ok(new)
+    }
+
+    pub(crate) fn state_changed(&self, row: &CapsuleRow, from: &str, to: &str) {
+        if from == to {
+            return;
+        }
+        self.events.emit(
+            &row.team_id,
+            &Actor::system("lifecycle"),
+            EventBody {
+                event: "capsule.state.changed",
+                resource_id: row.id.clone(),
+                resource_type: "capsule",
+                metadata: vec![("from", from.to_owned()), ("to", to.to_owned())],
+                sandbox: Some(views::capsule(row)),
+                ..Default::default()
+            },
+        );
+    }
+
+    pub(crate) async fn reload(&self, row: &CapsuleRow) -> Result<CapsuleRow, ApiError> {
+        self.store
+            .capsule(&row.id)
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("capsule {} not found", row.id)))
+    }
+
+    fn action_event(
+        &self,
+        row: &CapsuleRow,
+        actor: &Actor,
+        event: &'static str,
+        result: &Result<CapsuleRow, ApiError>,
+        metadata: Vec<(&'static str, String)>,
+    ) {
+        let (outcome, error, sandbox) = match result {
+            Ok(r) => ("success", None, Some(views::capsule(r))),
+            Err(e) => ("error", Some(e.message.clone()), Some(views::capsule(row))),
+        };
+        self.events.emit(
+            &row.team_id,
+            actor,
+            EventBody {
+                event,
+                outcome: Some(outcome),
+                resource_id: row.id.clone(),
+                resource_type: "capsule",
+                metadata,
+                error,
+                sandbox,
+            },
+        );
+    }
+
+    /// After a failed host call, stores what the host says the capsule is.
+    async fn settle_after_failure(&self, row: &CapsuleRow, err: &HostError) {
+        let (status, msg) = match self.host.get(&row.id).await {
+            Ok(info) => (views::host_status(info.status), info.error),
+            Err(HostError::NotFound(_)) => ("missing", Some(err.to_string())),
+            Err(e) => ("error", Some(format!("{err}; host status unknown: {e}"))),
+        };
+        if let Err(e) = self.store.set_status(&row.id, status, msg.as_deref()).await {
+            tracing::error!(capsule = %row.id, error = %e, "could not store status after failure");
+        }
+        self.state_changed(row, &row.status, status);
+    }
+
+    /// Creates a capsule for a team.
+    pub async fn create_capsule(
+        &self,
+        team_id: &str,
+        actor: &Actor,
+        mut spec: CreateSpec,
+    ) -> Result<CapsuleRow, ApiError> {
+        let started = Instant::now();
+        let host_template = match self.store.template(team_id, &spec.template).await? {
+            Some(t) => {
+                spec.vcpus = u32::try_from(t.vcpus).unwrap_or(spec.vcpus);
+                spec.memory_mb = u32::try_from(t.memory_mb).unwrap_or(spec.memory_mb);
+                t.host_name
+            }
+            None => {
+                let templates = self.host.templates().await?;
+                if !templates
+                    .iter()
+                    .any(|t| views::is_base(t) && t.name == spec.template)
+                {
+                    return Err(ApiError::not_found(format!(
+                        "template {} not found",
+                        spec.template
+                    )));
+                }
+                spec.template.clone()
+            }
+        };
+        let reservation = self
+            .admission
+            .admit(self.host.as_ref(), spec.vcpus, spec.memory_mb)
+            .await?;
+        let metadata = serde_json::to_string(&spec.metadata)
+            .map_err(|e| ApiError::internal(format!("encode metadata: {e}")))?;
+        let row = self
+            .store
+            .insert_capsule(&NewCapsule {
+                id: ids::new_capsule_id(),
+                team_id: team_id.to_owned(),
+                status: "starting".into(),
+                template: spec.template.clone(),
+                host_template: host_template.clone(),
+                vcpus: i64::from(spec.vcpus),
+                memory_mb: i64::from(spec.memory_mb),
+                timeout_sec: i64::from(spec.timeout_sec),
+                metadata,
+            })
+            .await?;
+        let req = CreateCapsule {
+            id: row.id.clone(),
+            template: host_template,
+            vcpus: spec.vcpus,
+            memory_mb: spec.memory_mb,
+        };
+        let created =
+            tokio::time::timeout(self.config.host_op_timeout, self.host.create(req)).await;
+        drop(reservation);
+        let result = match created {
+            Ok(Ok(_info)) => {
+                self.store.mark_running(&row.id).await?;
+                self.reload(&row).await
+            }
+            Ok(Err(e)) => {
+                self.abandon_create(&row, &e.to_string()).await;
+                Err(ApiError::from(e))
+            }
+            Err(_) => {
+                let msg = format!(
+                    "host did not create the capsule within {:?}",
+                    self.config.host_op_timeout
+                );
+                self.abandon_create(&row, &msg).await;
+                Err(ApiError::unavailable(msg))
+            }
+        };
+        self.telemetry
+            .observe_lifecycle(LifecycleOp::Create, result.is_ok(), started.elapsed());
+        self.action_event(&row, actor, "capsule.create", &result, Vec::new());
+        result
+    }
+
+    /// A failed create leaves nothing behind: the host's parts are destroyed, the row is
+    /// marked `error` (left out of lists).
+    async fn abandon_create(&self, row: &CapsuleRow, why: &str) {
+        tracing::warn!(capsule = %row.id, error = why, "create failed, cleaning up");
+        match self.host.destroy(&row.id).await {
+            Ok(()) | Err(HostError::NotFound(_)) => {}
+            Err(e) => tracing::warn!(capsule = %row.id, error = %e, "cleanup destroy failed"),
+        }
+        if let Err(e) = self.store.set_status(&row.id, "error", Some(why)).await {
+            tracing::error!(capsule = %row.id, error = %e, "could not store failed create");
+        }
+    }
+
+    /// Pauses a running capsule (409 unless running).
+    pub async fn pause_capsule(
+        &self,
+        row: &CapsuleRow,
+        actor: &Actor,
+        reason: Option<&str>,
+    ) -> Result<CapsuleRow, ApiError> {
+        let started = Instant::now();
+        if !self.store.transition(&row.id, "running", "pausing").await? {
+            let now = self.reload(row).await?;
+            return Err(ApiError::invalid_state(format!(
+                "capsule {} is {}, not running",
+                row.id, now.status
+            )));
+        }
+        self.state_changed(row, &row.status, "pausing");
+        let pausing = self.reload(row).await?;
+        let result =
+            match tokio::time::timeout(self.config.host_op_timeout, self.host.pause(&row.id)).await
+            {
+                Ok(Ok(_)) => self.set_status(&pausing, "paused", None).await,
+                Ok(Err(e)) => {
+                    self.settle_after_failure(&pausing, &e).await;
+                    Err(ApiError::from(e))
+                }
+                Err(_) => {
+                    let e = HostError::Internal(format!(
+                        "pause did not finish within {:?}",
+                        self.config.host_op_timeout
+                    ));
+                    self.settle_after_failure(&pausing, &e).await;
+                    Err(ApiError::from(e))
+                }
+            };
+        self.telemetry
+            .observe_lifecycle(LifecycleOp::Pause, result.is_ok(), started.elapsed());
+        let meta = reason
+            .map(|r| vec![("reason", r.to_owned())])
+            .unwrap_or_default();
+        self.action_event(row, actor, "capsule.pause", &result, meta);
+        result
+    }
+
+    /// Resumes a paused capsule (409 unless paused).
+    pub async fn resume_capsule(
+        &self,
+        row: &CapsuleRow,
+        actor: &Actor,
+    ) -> Result<CapsuleRow, ApiError> {
+        let started = Instant::now();
+        if !self.store.transition(&row.id, "paused", "resuming").await? {
+            let now = self.reload(row).await?;
+            return Err(ApiError::invalid_state(format!(
+                "capsule {} is {}, not paused",
+                row.id, now.status
+            )));
+        }
+        self.state_changed(row, &row.status, "resuming");
+        let resuming = self.reload(row).await?;
+        let result = match tokio::time::timeout(
+            self.config.host_op_timeout,
+            self.host.resume(&row.id),
+        )
+        .await
+        {
+            Ok(Ok(_)) => {
+                self.store.mark_running(&row.id).await?;
+                let new = self.reload(row).await?;
+                self.state_changed(&new, "resuming", "running");
+                Ok(new)
+            }
+            Ok(Err(e)) => {
+                self.settle_after_failure(&resuming, &e).await;
+                Err(ApiError::from(e))
+            }
+            Err(_) => {
+                let e = HostError::Internal(format!(
+                    "resume did not finish within {:?}",
+                    self.config.host_op_timeout
+                ));
+                self.settle_after_failure(&resuming, &e).await;
+                Err(ApiError::from(e))
+            }
+        };
+        self.telemetry
+            .observe_lifecycle(LifecycleOp::Resume, result.is_ok(), started.elapsed());
+        self.action_event(row, actor, "capsule.resume", &result, Vec::new());
+        result
+    }
+
+    /// Destroys a capsule in any state; the row stays as `stopped`.
+    pub async fn destroy_capsule(&self, row: &CapsuleRow, actor: &Actor) -> Result<(), ApiError> {
+        if row.status == "stopped" {
+            return Ok(());
+        }
+        let stopping = self.set_status(row, "stopping", None).await?;
+        let result = match self.host.destroy(&row.id).await {
+            Ok(()) | Err(HostError::NotFound(_)) => {
+                self.set_status(&stopping, "stopped", None).await
+            }
+            Err(e) => {
+                self.settle_after_failure(&stopping, &e).await;
+                Err(ApiError::from(e))
+            }
+        };
+        self.action_event(row, actor, "capsule.destroy", &result, Vec::new());
+        result.map(|_| ())
+    }
+}

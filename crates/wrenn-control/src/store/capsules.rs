@@ -1,0 +1,227 @@
+//! Capsule rows.
+
+use super::{now_ms, QueryContext, Store, StoreError};
+
+/// A capsule as stored.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct CapsuleRow {
+    /// `cl-…`.
+    pub id: String,
+    /// Owning team.
+    pub team_id: String,
+    /// Contract status name.
+    pub status: String,
+    /// Template name as the client gave it.
+    pub template: String,
+    /// Host-level template name it was created from.
+    pub host_template: String,
+    /// vCPUs.
+    pub vcpus: i64,
+    /// Memory in MiB.
+    pub memory_mb: i64,
+    /// Inactivity TTL in seconds (0 = never).
+    pub timeout_sec: i64,
+    /// JSON object of labels.
+    pub metadata: String,
+    /// Why it is in `error`.
+    pub error: Option<String>,
+    /// Unix ms.
+    pub created_at: i64,
+    /// Unix ms when it first ran.
+    pub started_at: Option<i64>,
+    /// Unix ms of the last activity.
+    pub last_active_at: i64,
+    /// Unix ms of the last change.
+    pub last_updated: i64,
+}
+
+/// What a new capsule row needs.
+#[derive(Debug, Clone)]
+pub struct NewCapsule {
+    /// `cl-…`.
+    pub id: String,
+    /// Owning team.
+    pub team_id: String,
+    /// Initial status.
+    pub status: String,
+    /// Template name as given.
+    pub template: String,
+    /// Host template name.
+    pub host_template: String,
+    /// vCPUs.
+    pub vcpus: i64,
+    /// MiB.
+    pub memory_mb: i64,
+    /// TTL seconds.
+    pub timeout_sec: i64,
+    /// JSON labels.
+    pub metadata: String,
+}
+
+const COLS: &str = "id, team_id, status, template, host_template, vcpus, memory_mb, timeout_sec, \
+                    metadata, error, created_at, started_at, last_active_at, last_updated";
+
+impl Store {
+    /// Inserts a new capsule.
+    pub async fn insert_capsule(&self, c: &NewCapsule) -> Result<CapsuleRow, StoreError> {
+        let now = now_ms();
+        sqlx::query(&format!(
+            "INSERT INTO capsules ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, $10, NULL, $11, $12)"
+        ))
+        .bind(&c.id)
+        .bind(&c.team_id)
+        .bind(&c.status)
+        .bind(&c.template)
+        .bind(&c.host_template)
+        .bind(c.vcpus)
+        .bind(c.memory_mb)
+        .bind(c.timeout_sec)
+        .bind(&c.metadata)
+        .bind(now)
+        .bind(now)
+        .bind(now)
+        .execute(self.pool())
+        .await
+        .ctx("insert capsule")?;
+        self.capsule(&c.id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(c.id.clone()))
+    }
+
+    /// A capsule by id, any team.
+    pub async fn capsule(&self, id: &str) -> Result<Option<CapsuleRow>, StoreError> {
+        sqlx::query_as::<_, CapsuleRow>(&format!("SELECT {COLS} FROM capsules WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await
+            .ctx("read capsule")
+    }
+
+    /// A team's capsule by id.
+    pub async fn team_capsule(
+        &self,
+        team_id: &str,
+        id: &str,
+    ) -> Result<Option<CapsuleRow>, StoreError> {
+        sqlx::query_as::<_, CapsuleRow>(&format!(
+            "SELECT {COLS} FROM capsules WHERE id = $1 AND team_id = $2"
+        ))
+        .bind(id)
+        .bind(team_id)
+        .fetch_optional(self.pool())
+        .await
+        .ctx("read capsule")
+    }
+
+    /// A team's capsules, leaving out stopped and error ones.
+    pub async fn list_team_capsules(&self, team_id: &str) -> Result<Vec<CapsuleRow>, StoreError> {
+        sqlx::query_as::<_, CapsuleRow>(&format!(
+            "SELECT {COLS} FROM capsules WHERE team_id = $1 AND status NOT IN ('stopped', 'error') \
+             ORDER BY created_at"
+        ))
+        .bind(team_id)
+        .fetch_all(self.pool())
+        .await
+        .ctx("list capsules")
+    }
+
+    /// Every capsule not stopped, all teams.
+    pub async fn list_live_capsules(&self) -> Result<Vec<CapsuleRow>, StoreError> {
+        sqlx::query_as::<_, CapsuleRow>(&format!(
+            "SELECT {COLS} FROM capsules WHERE status <> 'stopped' ORDER BY created_at"
+        ))
+        .fetch_all(self.pool())
+        .await
+        .ctx("list live capsules")
+    }
+
+    /// Sets the status (and the error text; `None` clears it).
+    pub async fn set_status(
+        &self,
+        id: &str,
+        status: &str,
+        error: Option<&str>,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE capsules SET status = $1, error = $2, last_updated = $3 WHERE id = $4")
+            .bind(status)
+            .bind(error)
+            .bind(now_ms())
+            .bind(id)
+            .execute(self.pool())
+            .await
+            .ctx("update capsule status")?;
+        Ok(())
+    }
+
+    /// Sets the status only if it currently is `from`; true when it changed.
+    pub async fn transition(&self, id: &str, from: &str, to: &str) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "UPDATE capsules SET status = $1, error = NULL, last_updated = $2 WHERE id = $3 AND status = $4",
+        )
+        .bind(to)
+        .bind(now_ms())
+        .bind(id)
+        .bind(from)
+        .execute(self.pool())
+        .await
+        .ctx("transition capsule status")?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    /// Marks a capsule running (sets `started_at` the first time) and active now.
+    pub async fn mark_running(&self, id: &str) -> Result<(), StoreError> {
+        let now = now_ms();
+        sqlx::query(
+            "UPDATE capsules SET status = 'running', error = NULL, last_updated = $1, \
+             last_active_at = $2, started_at = COALESCE(started_at, $3) WHERE id = $4",
+        )
+        .bind(now)
+        .bind(now)
+        .bind(now)
+        .bind(id)
+        .execute(self.pool())
+        .await
+        .ctx("mark capsule running")?;
+        Ok(())
+    }
+
+    /// Records activity on a capsule now.
+    pub async fn touch_capsule(&self, id: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE capsules SET last_active_at = $1 WHERE id = $2")
+            .bind(now_ms())
+            .bind(id)
+            .execute(self.pool())
+            .await
+            .ctx("touch capsule")?;
+        Ok(())
+    }
+
+    /// Running capsules with a TTL whose last activity is before `now - timeout_sec`.
+    pub async fn idle_capsules(&self, now: i64) -> Result<Vec<CapsuleRow>, StoreError> {
+        sqlx::query_as::<_, CapsuleRow>(&format!(
+            "SELECT {COLS} FROM capsules WHERE status = 'running' AND timeout_sec > 0 \
+             AND last_active_at + timeout_sec * 1000 <= $1"
+        ))
+        .bind(now)
+        .fetch_all(self.pool())
+        .await
+        .ctx("list idle capsules")
+    }
+
+    /// Capsules in one status, all teams.
+    pub async fn capsules_in(&self, status: &str) -> Result<Vec<CapsuleRow>, StoreError> {
+        sqlx::query_as::<_, CapsuleRow>(&format!("SELECT {COLS} FROM capsules WHERE status = $1"))
+            .bind(status)
+            .fetch_all(self.pool())
+            .await
+            .ctx("list capsules by status")
+    }
+
+    /// Counts of capsules by status, all teams.
+    pub async fn count_by_status(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        sqlx::query_as::<_, (String, i64)>("SELECT status, COUNT(*) FROM capsules GROUP BY status")
+            .fetch_all(self.pool())
+            .await
+            .ctx("count capsules")
+    }
+}

@@ -1,0 +1,174 @@
+//! Teams and API keys.
+
+use serde::Serialize;
+
+use super::{now_ms, QueryContext, Store, StoreError};
+
+/// A team: the unit that owns capsules, keys and snapshots.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct Team {
+    /// `team-…`.
+    pub id: String,
+    /// Unique name.
+    pub name: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
+}
+
+/// An API key as listed (never the key itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct KeyInfo {
+    /// `key-…`.
+    pub id: String,
+    /// Owning team id.
+    pub team_id: String,
+    /// Human label.
+    pub name: String,
+    /// First 10 chars of the key.
+    pub key_prefix: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    /// Unix milliseconds of the last authenticated request, if any.
+    pub last_used_at: Option<i64>,
+}
+
+/// A key found by its hash, with its team's name.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct KeyWithTeam {
+    /// Key id.
+    pub id: String,
+    /// Key name.
+    pub name: String,
+    /// Team id.
+    pub team_id: String,
+}
+
+impl Store {
+    /// The team with this name, created if missing.
+    pub async fn ensure_team(&self, name: &str) -> Result<Team, StoreError> {
+        if let Some(t) = self.team_by_name(name).await? {
+            return Ok(t);
+        }
+        let team = Team {
+            id: crate::ids::new_id("team-"),
+            name: name.to_owned(),
+            created_at: now_ms(),
+        };
+        let inserted = sqlx::query("INSERT INTO teams (id, name, created_at) VALUES ($1, $2, $3)")
+            .bind(&team.id)
+            .bind(&team.name)
+            .bind(team.created_at)
+            .execute(self.pool())
+            .await;
+        match inserted {
+            Ok(_) => Ok(team),
+            // Lost a race with another creator: read theirs.
+            Err(e) => match self.team_by_name(name).await? {
+                Some(t) => Ok(t),
+                None => Err(StoreError::Query {
+                    what: "insert team",
+                    source: e,
+                }),
+            },
+        }
+    }
+
+    /// The team with this name.
+    pub async fn team_by_name(&self, name: &str) -> Result<Option<Team>, StoreError> {
+        sqlx::query_as::<_, Team>("SELECT id, name, created_at FROM teams WHERE name = $1")
+            .bind(name)
+            .fetch_optional(self.pool())
+            .await
+            .ctx("read team")
+    }
+
+    /// Number of teams.
+    pub async fn count_teams(&self) -> Result<i64, StoreError> {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM teams")
+            .fetch_one(self.pool())
+            .await
+            .ctx("count teams")
+    }
+
+    /// Stores a key by its hash.
+    pub async fn insert_key(
+        &self,
+        team_id: &str,
+        name: &str,
+        key_prefix: &str,
+        key_hash: &str,
+    ) -> Result<KeyInfo, StoreError> {
+        let info = KeyInfo {
+            id: crate::ids::new_id("key-"),
+            team_id: team_id.to_owned(),
+            name: name.to_owned(),
+            key_prefix: key_prefix.to_owned(),
+            created_at: now_ms(),
+            last_used_at: None,
+        };
+        sqlx::query(
+            "INSERT INTO api_keys (id, team_id, name, key_prefix, key_hash, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&info.id)
+        .bind(&info.team_id)
+        .bind(&info.name)
+        .bind(&info.key_prefix)
+        .bind(key_hash)
+        .bind(info.created_at)
+        .execute(self.pool())
+        .await
+        .ctx("insert api key")?;
+        Ok(info)
+    }
+
+    /// All keys, or a team's keys.
+    pub async fn list_keys(&self, team_id: Option<&str>) -> Result<Vec<KeyInfo>, StoreError> {
+        let base = "SELECT id, team_id, name, key_prefix, created_at, last_used_at FROM api_keys";
+        match team_id {
+            Some(t) => sqlx::query_as::<_, KeyInfo>(&format!(
+                "{base} WHERE team_id = $1 ORDER BY created_at"
+            ))
+            .bind(t)
+            .fetch_all(self.pool())
+            .await
+            .ctx("list api keys"),
+            None => sqlx::query_as::<_, KeyInfo>(&format!("{base} ORDER BY created_at"))
+                .fetch_all(self.pool())
+                .await
+                .ctx("list api keys"),
+        }
+    }
+
+    /// Deletes a key; false when there was none with this id.
+    pub async fn remove_key(&self, id: &str) -> Result<bool, StoreError> {
+        let r = sqlx::query("DELETE FROM api_keys WHERE id = $1")
+            .bind(id)
+            .execute(self.pool())
+            .await
+            .ctx("delete api key")?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    /// The key with this hash.
+    pub async fn key_by_hash(&self, hash: &str) -> Result<Option<KeyWithTeam>, StoreError> {
+        sqlx::query_as::<_, KeyWithTeam>(
+            "SELECT id, name, team_id FROM api_keys WHERE key_hash = $1",
+        )
+        .bind(hash)
+        .fetch_optional(self.pool())
+        .await
+        .ctx("read api key")
+    }
+
+    /// Records the use of a key.
+    pub async fn touch_key(&self, id: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE id = $2")
+            .bind(now_ms())
+            .bind(id)
+            .execute(self.pool())
+            .await
+            .ctx("touch api key")?;
+        Ok(())
+    }
+}
