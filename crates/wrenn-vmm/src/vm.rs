@@ -109,6 +109,7 @@ impl Vm {
 
     /// Like [`Vm::restore`] but leaves the vCPUs stopped; call [`Vm::cont`] to run the guest.
     pub async fn restore_stopped(spec: &VmSpec, state: &Path) -> Result<Vm, VmmError> {
+        let started = std::time::Instant::now();
         let state = absolute(state)?;
         if !state.is_file() {
             return Err(VmmError::StateMissing(state));
@@ -129,7 +130,12 @@ impl Vm {
             vm.kill_quietly().await;
             return Err(e);
         }
-        tracing::info!(dir = %vm.files.dir.display(), pid = vm.process.pid, "VM restored");
+        tracing::info!(
+            dir = %vm.files.dir.display(),
+            pid = vm.process.pid,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "VM restored (vCPUs stopped)"
+        );
         Ok(vm)
     }
 
@@ -138,6 +144,7 @@ impl Vm {
     /// renames it to `state` and fsyncs the directory. On any failure the vCPUs are resumed
     /// and the guest keeps running. On success the VM is left stopped.
     pub async fn save(&self, state: &Path) -> Result<(), VmmError> {
+        let started = std::time::Instant::now();
         let state = absolute(state)?;
         let mut tmp = state.as_os_str().to_owned();
         tmp.push(".tmp");
@@ -171,7 +178,12 @@ impl Vm {
             }
             return Err(e);
         }
-        tracing::info!(dir = %self.files.dir.display(), state = %state.display(), "VM saved");
+        tracing::info!(
+            dir = %self.files.dir.display(),
+            state = %state.display(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "VM saved"
+        );
         Ok(())
     }
 

@@ -120,3 +120,94 @@ async fn qemu_start_errors_are_reported() {
     assert!(msg.contains("no-such-kernel"), "{msg}");
     assert!(!process_alive(&f.spec.dir));
 }
+
+#[tokio::test]
+async fn pause_resume_twice_and_restore_stopped_waits_for_cont() {
+    let f = fixture();
+    let vm = Vm::boot(&f.spec).await.expect("boot");
+    let log = vm.console_log();
+    wait_tick(&log, 3).await;
+    let state = f.tmp.path().join("state");
+    vm.save(&state).await.expect("first save");
+    vm.kill().await.expect("kill");
+
+    let vm = Vm::restore(&f.spec, &state).await.expect("first restore");
+    let now = *ticks(&log).last().unwrap();
+    wait_tick(&log, now + 3).await;
+    vm.save(&state)
+        .await
+        .expect("second save over the first state");
+    let last = *ticks(&log).last().unwrap();
+    vm.kill().await.expect("kill");
+
+    let vm = Vm::restore_stopped(&f.spec, &state)
+        .await
+        .expect("restore stopped");
+    assert!(!vm.is_running().await);
+    // Stopped vCPUs print nothing; poll QEMU a few times to give a running guest the chance.
+    for _ in 0..5 {
+        assert_eq!(vm.status().await.expect("status"), "paused");
+    }
+    assert_eq!(*ticks(&log).last().unwrap(), last);
+    vm.cont().await.expect("cont");
+    assert!(vm.is_running().await);
+    let t = wait_tick(&log, last + 3).await;
+    assert_consecutive(&t);
+    vm.kill().await.expect("kill");
+}
+
+#[tokio::test]
+async fn a_copy_of_the_snapshot_restores_in_another_directory() {
+    let f = fixture();
+    let vm = Vm::boot(&f.spec).await.expect("boot");
+    let log = vm.console_log();
+    wait_tick(&log, 3).await;
+    let state = f.tmp.path().join("state");
+    vm.save(&state).await.expect("save");
+    let last = *ticks(&log).last().unwrap();
+    vm.kill().await.expect("kill");
+
+    let mut clone = f.spec.clone();
+    clone.dir = f.tmp.path().join("clone");
+    std::fs::create_dir_all(&clone.dir).unwrap();
+    clone.memory_file = clone.dir.join("memory");
+    clone.disk = clone.dir.join("disk.qcow2");
+    std::fs::copy(&f.spec.memory_file, &clone.memory_file).unwrap();
+    std::fs::copy(&f.spec.disk, &clone.disk).unwrap();
+
+    let a = Vm::restore(&f.spec, &state)
+        .await
+        .expect("restore original");
+    let b = Vm::restore(&clone, &state).await.expect("restore clone");
+    assert_ne!(a.pid(), b.pid());
+    wait_tick(&log, last + 3).await;
+    let clone_ticks = wait_tick(&b.console_log(), last + 3).await;
+    assert_eq!(
+        clone_ticks[0],
+        last + 1,
+        "the clone continues the original's counter"
+    );
+    assert_consecutive(&ticks(&log));
+    a.kill().await.expect("kill original");
+    assert!(
+        b.is_running().await,
+        "killing one VM leaves the other running"
+    );
+    b.kill().await.expect("kill clone");
+}
+
+#[tokio::test]
+async fn a_foreign_pid_is_not_our_qemu() {
+    let f = fixture();
+    std::fs::create_dir_all(&f.spec.dir).unwrap();
+    std::fs::write(
+        f.spec.dir.join("qemu.pid"),
+        format!("{}\n", std::process::id()),
+    )
+    .unwrap();
+    assert!(!process_alive(&f.spec.dir));
+    let err = Vm::adopt(&f.spec)
+        .await
+        .expect_err("must not adopt a foreign process");
+    assert!(matches!(err, VmmError::NotRunning { .. }), "{err:?}");
+}
