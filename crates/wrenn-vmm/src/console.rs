@@ -52,6 +52,8 @@ async fn drain(mut stream: UnixStream, log: &Path) -> std::io::Result<()> {
             (file, len) = open_append(log).await?;
         }
         file.write_all(&buf[..n]).await?;
+        // tokio writes in the background: flush so readers of the log see it now.
+        file.flush().await?;
         len += n as u64;
     }
 }

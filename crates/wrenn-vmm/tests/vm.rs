@@ -211,3 +211,19 @@ async fn a_foreign_pid_is_not_our_qemu() {
         .expect_err("must not adopt a foreign process");
     assert!(matches!(err, VmmError::NotRunning { .. }), "{err:?}");
 }
+
+#[tokio::test]
+async fn cont_after_a_successful_save_resumes_the_guest() {
+    let f = fixture();
+    let vm = Vm::boot(&f.spec).await.expect("boot");
+    let log = vm.console_log();
+    wait_tick(&log, 2).await;
+    vm.save(&f.tmp.path().join("state")).await.expect("save");
+    assert!(!vm.is_running().await);
+    let last = *ticks(&log).last().unwrap();
+    vm.cont().await.expect("cont after save");
+    assert!(vm.is_running().await);
+    let t = wait_tick(&log, last + 3).await;
+    assert_consecutive(&t);
+    vm.kill().await.expect("kill");
+}
