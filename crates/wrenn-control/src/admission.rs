@@ -1,6 +1,10 @@
 //! Admission of creates: host capacity plus reservations in flight, and a bound on how many
 //! creates talk to the host at once.
+//!
+//! A reservation covers a create from admission until it ends. Once the host lists the
+//! capsule, the host's own `capacity()` counts it, so the reservation is not added twice.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,12 +13,8 @@ use wrenn_host::HostApi;
 
 use crate::error::ApiError;
 
-/// Reserved resources of creates in flight.
-#[derive(Debug, Default, Clone, Copy)]
-struct Reserved {
-    vcpus: u64,
-    memory_mb: u64,
-}
+/// Reserved (vCPUs, MiB) of creates in flight, by capsule id.
+type Reserved = HashMap<String, (u64, u64)>;
 
 /// Decides whether a create may proceed.
 pub struct Admission {
@@ -26,19 +26,16 @@ pub struct Admission {
 /// Resources held for one create; released on drop.
 pub struct Reservation {
     reserved: Arc<Mutex<Reserved>>,
-    vcpus: u64,
-    memory_mb: u64,
+    id: String,
     _slot: OwnedSemaphorePermit,
 }
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        let (v, m) = (self.vcpus, self.memory_mb);
         // try_lock first so dropping outside a runtime still releases in the common case.
         let released = match self.reserved.try_lock() {
             Ok(mut r) => {
-                r.vcpus = r.vcpus.saturating_sub(v);
-                r.memory_mb = r.memory_mb.saturating_sub(m);
+                r.remove(&self.id);
                 true
             }
             Err(_) => false,
@@ -46,10 +43,9 @@ impl Drop for Reservation {
         if !released {
             if let Ok(rt) = tokio::runtime::Handle::try_current() {
                 let reserved = self.reserved.clone();
+                let id = std::mem::take(&mut self.id);
                 rt.spawn(async move {
-                    let mut r = reserved.lock().await;
-                    r.vcpus = r.vcpus.saturating_sub(v);
-                    r.memory_mb = r.memory_mb.saturating_sub(m);
+                    reserved.lock().await.remove(&id);
                 });
             }
         }
@@ -66,11 +62,12 @@ impl Admission {
         }
     }
 
-    /// Waits for a create slot, then reserves `vcpus`/`memory_mb` if the host has room for
-    /// them on top of everything reserved; 503 `host_unavailable` otherwise.
+    /// Waits for a create slot, then reserves `vcpus`/`memory_mb` for capsule `id` if the
+    /// host has room for them on top of everything reserved; 503 `host_unavailable` otherwise.
     pub async fn admit(
         &self,
         host: &dyn HostApi,
+        id: &str,
         vcpus: u32,
         memory_mb: u32,
     ) -> Result<Reservation, ApiError> {
@@ -82,28 +79,29 @@ impl Admission {
             .map_err(|_| ApiError::unavailable("create admission closed"))?;
         let mut reserved = self.reserved.lock().await;
         let cap = host.capacity().await?;
-        let want_vcpus = u64::from(cap.vcpus_used) + reserved.vcpus + u64::from(vcpus);
-        let want_mem = cap.memory_mb_used + reserved.memory_mb + u64::from(memory_mb);
-        if want_vcpus > u64::from(cap.vcpus_total) {
+        let known: HashSet<String> = host.list().await?.into_iter().map(|c| c.id).collect();
+        let (res_vcpus, res_mem) = reserved
+            .iter()
+            .filter(|(id, _)| !known.contains(*id))
+            .fold((0u64, 0u64), |(v, m), (_, (rv, rm))| (v + rv, m + rm));
+        let used_vcpus = u64::from(cap.vcpus_used) + res_vcpus;
+        let used_mem = cap.memory_mb_used + res_mem;
+        if used_vcpus + u64::from(vcpus) > u64::from(cap.vcpus_total) {
             return Err(ApiError::unavailable(format!(
-                "host has no room for {vcpus} more vCPUs ({} of {} in use or reserved)",
-                u64::from(cap.vcpus_used) + reserved.vcpus,
+                "host has no room for {vcpus} more vCPUs ({used_vcpus} of {} in use or reserved)",
                 cap.vcpus_total
             )));
         }
-        if want_mem > cap.memory_mb_total {
+        if used_mem + u64::from(memory_mb) > cap.memory_mb_total {
             return Err(ApiError::unavailable(format!(
-                "host has no room for {memory_mb} MiB more memory ({} of {} MiB in use or reserved)",
-                cap.memory_mb_used + reserved.memory_mb,
+                "host has no room for {memory_mb} MiB more memory ({used_mem} of {} MiB in use or reserved)",
                 cap.memory_mb_total
             )));
         }
-        reserved.vcpus += u64::from(vcpus);
-        reserved.memory_mb += u64::from(memory_mb);
+        reserved.insert(id.to_owned(), (u64::from(vcpus), u64::from(memory_mb)));
         Ok(Reservation {
             reserved: self.reserved.clone(),
-            vcpus: u64::from(vcpus),
-            memory_mb: u64::from(memory_mb),
+            id: id.to_owned(),
             _slot: slot,
         })
     }

@@ -137,16 +137,17 @@ impl AppState {
                 spec.template.clone()
             }
         };
+        let id = ids::new_capsule_id();
         let reservation = self
             .admission
-            .admit(self.host.as_ref(), spec.vcpus, spec.memory_mb)
+            .admit(self.host.as_ref(), &id, spec.vcpus, spec.memory_mb)
             .await?;
         let metadata = serde_json::to_string(&spec.metadata)
             .map_err(|e| ApiError::internal(format!("encode metadata: {e}")))?;
         let row = self
             .store
             .insert_capsule(&NewCapsule {
-                id: ids::new_capsule_id(),
+                id,
                 team_id: team_id.to_owned(),
                 status: "starting".into(),
                 template: spec.template.clone(),

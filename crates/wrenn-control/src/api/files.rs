@@ -85,8 +85,8 @@ async fn upload(
         .unwrap_or("");
     let boundary = multer::parse_boundary(content_type)
         .map_err(|e| ApiError::invalid(format!("expected multipart/form-data: {e}")))?;
-    let (_, guest) = state.running_guest(&auth, &id).await?;
-    let _open = state.activity.open_stream(&id);
+    // The capsule must exist before the body is read; the guest is asked once the path is known.
+    state.team_capsule(&auth, &id).await?;
     let body = req.into_body().into_data_stream();
     let mut multipart = multer::Multipart::new(body, boundary);
     let mut path: Option<String> = None;
@@ -110,6 +110,8 @@ async fn upload(
                 let path = path.ok_or_else(|| {
                     ApiError::invalid("multipart field path must come before field file")
                 })?;
+                let (_, guest) = state.running_guest(&auth, &id).await?;
+                let _open = state.activity.open_stream(&id);
                 let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(4);
                 let write = guest.write_file(
                     &path,

@@ -93,7 +93,7 @@ pub async fn create(
                 name: name.clone(),
                 host_name,
                 vcpus: i64::from(info.vcpus),
-                memory_mb: i64::try_from(info.memory_mb).unwrap_or(i64::MAX),
+                memory_mb: i64::from(info.memory_mb),
                 size_bytes: i64::try_from(info.size_bytes).unwrap_or(i64::MAX),
                 created_at: crate::store::now_ms(),
             };

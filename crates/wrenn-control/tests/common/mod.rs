@@ -1,0 +1,257 @@
+//! Test harness: a real `serve_on` over a fake host, on SQLite or PostgreSQL.
+#![allow(dead_code)]
+
+pub mod fake_host;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fake_host::FakeHost;
+use sqlx::Connection;
+use tokio::sync::oneshot;
+use wrenn_control::{create_key, ControlConfig, Store};
+
+/// Which database a test runs against.
+#[derive(Debug, Clone, Copy)]
+pub enum Db {
+    /// SQLite file in a temp dir.
+    Sqlite,
+    /// A fresh database on the server named by WRENN_TEST_DATABASE_URL.
+    Postgres,
+}
+
+/// Generates `sqlite` and `postgres` variants of `async fn name(db: Db)`.
+#[macro_export]
+macro_rules! both_dbs {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::common::Db::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if $crate::common::postgres_available() {
+                    super::$name($crate::common::Db::Postgres).await
+                }
+            }
+        }
+    };
+}
+
+/// True when WRENN_TEST_DATABASE_URL is set; panics under CI=true when it is not.
+pub fn postgres_available() -> bool {
+    if std::env::var("WRENN_TEST_DATABASE_URL").is_ok() {
+        return true;
+    }
+    if std::env::var("CI")
+        .map(|v| v == "true" || v == "1")
+        .unwrap_or(false)
+    {
+        panic!("WRENN_TEST_DATABASE_URL is not set; run: eval \"$(scripts/postgres-test-env)\"");
+    }
+    eprintln!("NOTICE: PostgreSQL variant skipped: WRENN_TEST_DATABASE_URL not set (eval \"$(scripts/postgres-test-env)\")");
+    false
+}
+
+async fn fresh_pg_url() -> String {
+    let url = std::env::var("WRENN_TEST_DATABASE_URL").expect("WRENN_TEST_DATABASE_URL");
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(&url)
+        .await
+        .expect("connect to test postgres");
+    let name = format!("wrenn_t_{}", wrenn_control::ids::new_id("").to_lowercase());
+    sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .expect("create test database");
+    let base = url
+        .rsplit_once('/')
+        .map(|(b, _)| b)
+        .expect("url has a database");
+    format!("{base}/{name}")
+}
+
+/// A running control plane.
+pub struct Server {
+    /// `http://127.0.0.1:port`.
+    pub base: String,
+    /// API key of team `team-a`.
+    pub key: String,
+    /// The store the server uses.
+    pub store: Store,
+    /// Database URL (for reopening).
+    pub db_url: String,
+    /// The host.
+    pub host: Arc<FakeHost>,
+    /// The HTTP client.
+    pub http: reqwest::Client,
+    /// Data dir.
+    pub dir: tempfile::TempDir,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Settings for tests: quick background passes.
+pub fn test_config(dir: &std::path::Path) -> ControlConfig {
+    let mut c = ControlConfig::new("127.0.0.1:0".parse().unwrap(), dir.to_path_buf());
+    c.ttl_check_interval = Duration::from_millis(100);
+    c.metrics_interval = Duration::from_millis(200);
+    c.pty_ping_interval = Duration::from_millis(500);
+    c.max_write_bytes = 64 * 1024;
+    c
+}
+
+impl Server {
+    /// Starts a server over `host`.
+    pub async fn start(db: Db, host: FakeHost) -> Server {
+        Self::start_with(db, host, |_| {}).await
+    }
+
+    /// Starts a server, letting the test adjust the settings.
+    pub async fn start_with(
+        db: Db,
+        host: FakeHost,
+        adjust: impl FnOnce(&mut ControlConfig),
+    ) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let db_url = match db {
+            Db::Sqlite => dir.path().join("wrenn.db").to_string_lossy().into_owned(),
+            Db::Postgres => fresh_pg_url().await,
+        };
+        let store = Store::open(&db_url).await.expect("open store");
+        let (_, key) = create_key(&store, Some("team-a"), "test").await.unwrap();
+        let host = Arc::new(host);
+        let mut s = Server {
+            base: String::new(),
+            key,
+            store,
+            db_url,
+            host,
+            http: reqwest::Client::new(),
+            dir,
+            shutdown: None,
+            task: None,
+        };
+        s.launch(adjust).await;
+        s
+    }
+
+    async fn launch(&mut self, adjust: impl FnOnce(&mut ControlConfig)) {
+        let mut config = test_config(self.dir.path());
+        adjust(&mut config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        self.base = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = oneshot::channel();
+        let host: Arc<dyn wrenn_host::HostApi> = self.host.clone();
+        let store = self.store.clone();
+        self.task = Some(tokio::spawn(async move {
+            wrenn_control::serve_on(listener, config, store, host, async {
+                let _ = rx.await;
+            })
+            .await
+            .expect("serve");
+        }));
+        self.shutdown = Some(tx);
+        // Ready when /health answers.
+        for _ in 0..600 {
+            if let Ok(r) = self.http.get(format!("{}/health", self.base)).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("server did not become healthy");
+    }
+
+    /// Stops and starts the server again over the same store and host.
+    pub async fn restart(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+        self.launch(|_| {}).await;
+    }
+
+    /// A key for another team.
+    pub async fn key_for(&self, team: &str) -> String {
+        create_key(&self.store, Some(team), "test").await.unwrap().1
+    }
+
+    /// A request with the team-a key.
+    pub fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{}", self.base, path))
+            .header("X-API-Key", &self.key)
+    }
+
+    /// A request with a given key.
+    pub fn req_as(
+        &self,
+        key: &str,
+        method: reqwest::Method,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{}", self.base, path))
+            .header("X-API-Key", key)
+    }
+
+    /// Creates a capsule with `body`, asserting 201; returns its JSON.
+    pub async fn create(&self, body: serde_json::Value) -> serde_json::Value {
+        let r = self
+            .req(reqwest::Method::POST, "/v1/capsules")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(status, 201, "create: {v}");
+        v
+    }
+
+    /// GET a capsule's JSON.
+    pub async fn get(&self, id: &str) -> serde_json::Value {
+        self.req(reqwest::Method::GET, &format!("/v1/capsules/{id}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Polls GET until the capsule has `status` (up to 60 s).
+    pub async fn wait_status(&self, id: &str, status: &str) -> serde_json::Value {
+        let mut last = serde_json::Value::Null;
+        for _ in 0..600 {
+            last = self.get(id).await;
+            if last["status"] == status {
+                return last;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("capsule {id} never became {status}: {last}");
+    }
+}
+
+/// Asserts an error response: status, contract code, JSON shape.
+pub async fn assert_error(resp: reqwest::Response, status: u16, code: &str) -> serde_json::Value {
+    let got = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .unwrap_or_else(|_| panic!("non-JSON error body ({got}): {text:?}"));
+    assert_eq!(got, status, "body: {v}");
+    assert_eq!(v["error"]["code"], code, "body: {v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{v}"
+    );
+    v
+}
