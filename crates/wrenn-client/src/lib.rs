@@ -1,1 +1,20 @@
-//! wrenn-client (placeholder; being written).
+//! Client of the Wrenn public API for people: [`ApiClient`] (typed REST calls with the
+//! server's error code and message) and the `wrenn capsule …` / `wrenn snapshot …` commands
+//! ([`run_capsule`], [`run_snapshot`]) with tables, `--json`, spinners and an interactive
+//! `shell` over the PTY WebSocket.
+
+pub mod api;
+pub mod cli;
+pub mod error;
+pub mod run;
+pub mod shell;
+pub mod spinner;
+pub mod table;
+pub mod terminal;
+pub mod types;
+pub mod urls;
+
+pub use api::ApiClient;
+pub use cli::{CapsuleCommand, ClientOpts, SnapshotCommand};
+pub use error::ApiError;
+pub use run::{run_capsule, run_snapshot};

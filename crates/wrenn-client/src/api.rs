@@ -1,0 +1,271 @@
+//! `ApiClient`: typed calls of the public REST API.
+
+use std::time::Duration;
+
+use reqwest::{Method, RequestBuilder};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::error::{ApiError, Result};
+use crate::types::{Capsule, CreateCapsule, CreateSnapshot, ExecRequest, ExecResult, Template};
+use crate::urls::{segment, BaseUrl};
+
+/// Header carrying the API key.
+pub const API_KEY_HEADER: &str = "X-API-Key";
+
+/// A client of one Wrenn server with one API key.
+#[derive(Debug, Clone)]
+pub struct ApiClient {
+    http: reqwest::Client,
+    base: BaseUrl,
+    key: String,
+}
+
+/// Turns an error answer into [`ApiError::Api`]; a non-JSON body becomes `internal_error`.
+pub fn error_from_body(status: u16, body: &[u8]) -> ApiError {
+    let parsed: Option<(String, String)> =
+        serde_json::from_slice::<Value>(body).ok().and_then(|v| {
+            let e = v.get("error")?;
+            Some((
+                e.get("code")?.as_str()?.to_string(),
+                e.get("message")
+                    .and_then(|m| m.as_str())
+                    .unwrap_or_default()
+                    .to_string(),
+            ))
+        });
+    let (code, message) = parsed.unwrap_or_else(|| {
+        let text = String::from_utf8_lossy(body);
+        let text = text.trim();
+        let message = if text.is_empty() {
+            format!("HTTP {status} without an error body")
+        } else {
+            format!(
+                "HTTP {status}: {}",
+                text.chars().take(200).collect::<String>()
+            )
+        };
+        ("internal_error".to_string(), message)
+    });
+    ApiError::Api {
+        status,
+        code,
+        message,
+    }
+}
+
+impl ApiClient {
+    /// A client of the server at `base_url` (with or without `/api`) using `api_key`.
+    pub fn new(base_url: &str, api_key: Option<&str>) -> Result<Self> {
+        let base = BaseUrl::parse(base_url)?;
+        let key = match api_key.map(str::trim) {
+            Some(k) if !k.is_empty() => k.to_string(),
+            _ => return Err(ApiError::NoApiKey),
+        };
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|source| ApiError::Transport {
+                url: base.as_str().to_string(),
+                source,
+            })?;
+        Ok(Self { http, base, key })
+    }
+
+    /// The normalised base URL.
+    pub fn base(&self) -> &BaseUrl {
+        &self.base
+    }
+
+    /// The API key.
+    pub fn api_key(&self) -> &str {
+        &self.key
+    }
+
+    fn request(&self, method: Method, path: &str) -> (String, RequestBuilder) {
+        let url = self.base.api(path);
+        let rb = self
+            .http
+            .request(method, &url)
+            .header(API_KEY_HEADER, &self.key);
+        (url, rb)
+    }
+
+    async fn send(url: &str, rb: RequestBuilder) -> Result<Vec<u8>> {
+        let resp = rb.send().await.map_err(|source| ApiError::Transport {
+            url: url.to_string(),
+            source,
+        })?;
+        let status = resp.status();
+        let body = resp.bytes().await.map_err(|source| ApiError::Transport {
+            url: url.to_string(),
+            source,
+        })?;
+        if status.as_u16() >= 400 {
+            return Err(error_from_body(status.as_u16(), &body));
+        }
+        tracing::debug!(%url, status = status.as_u16(), "API answered");
+        Ok(body.to_vec())
+    }
+
+    async fn json<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&impl Serialize>,
+    ) -> Result<T> {
+        let (url, mut rb) = self.request(method, path);
+        if let Some(b) = body {
+            rb = rb.json(b);
+        }
+        let body = Self::send(&url, rb).await?;
+        serde_json::from_slice(&body).map_err(|source| ApiError::Decode { url, source })
+    }
+
+    async fn no_content(&self, method: Method, path: &str) -> Result<()> {
+        let (url, rb) = self.request(method, path);
+        Self::send(&url, rb).await.map(|_| ())
+    }
+
+    /// `POST /v1/capsules`.
+    pub async fn create_capsule(&self, req: &CreateCapsule) -> Result<Capsule> {
+        self.json(Method::POST, "/capsules", Some(req)).await
+    }
+
+    /// `GET /v1/capsules`.
+    pub async fn list_capsules(&self) -> Result<Vec<Capsule>> {
+        self.json(Method::GET, "/capsules", None::<&()>).await
+    }
+
+    /// `GET /v1/capsules/{id}`.
+    pub async fn get_capsule(&self, id: &str) -> Result<Capsule> {
+        self.json(
+            Method::GET,
+            &format!("/capsules/{}", segment(id)),
+            None::<&()>,
+        )
+        .await
+    }
+
+    /// `DELETE /v1/capsules/{id}`.
+    pub async fn destroy_capsule(&self, id: &str) -> Result<()> {
+        self.no_content(Method::DELETE, &format!("/capsules/{}", segment(id)))
+            .await
+    }
+
+    /// `POST /v1/capsules/{id}/pause`.
+    pub async fn pause_capsule(&self, id: &str) -> Result<Capsule> {
+        self.json(
+            Method::POST,
+            &format!("/capsules/{}/pause", segment(id)),
+            None::<&()>,
+        )
+        .await
+    }
+
+    /// `POST /v1/capsules/{id}/resume`.
+    pub async fn resume_capsule(&self, id: &str) -> Result<Capsule> {
+        self.json(
+            Method::POST,
+            &format!("/capsules/{}/resume", segment(id)),
+            None::<&()>,
+        )
+        .await
+    }
+
+    /// `POST /v1/capsules/{id}/ping`.
+    pub async fn ping_capsule(&self, id: &str) -> Result<()> {
+        self.no_content(Method::POST, &format!("/capsules/{}/ping", segment(id)))
+            .await
+    }
+
+    /// `POST /v1/capsules/{id}/exec` in the foreground.
+    pub async fn exec(&self, id: &str, req: &ExecRequest) -> Result<ExecResult> {
+        self.json(
+            Method::POST,
+            &format!("/capsules/{}/exec", segment(id)),
+            Some(req),
+        )
+        .await
+    }
+
+    /// `POST /v1/snapshots[?overwrite=true]`.
+    pub async fn create_snapshot(&self, req: &CreateSnapshot, overwrite: bool) -> Result<Template> {
+        let path = if overwrite {
+            "/snapshots?overwrite=true"
+        } else {
+            "/snapshots"
+        };
+        self.json(Method::POST, path, Some(req)).await
+    }
+
+    /// `GET /v1/snapshots[?type=base|snapshot]`.
+    pub async fn list_snapshots(&self, kind: Option<&str>) -> Result<Vec<Template>> {
+        let path = match kind {
+            Some(k) => format!("/snapshots?type={}", segment(k)),
+            None => "/snapshots".to_string(),
+        };
+        self.json(Method::GET, &path, None::<&()>).await
+    }
+
+    /// `DELETE /v1/snapshots/{name}`.
+    pub async fn delete_snapshot(&self, name: &str) -> Result<()> {
+        self.no_content(Method::DELETE, &format!("/snapshots/{}", segment(name)))
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_body_gives_code_and_message() {
+        let e = error_from_body(
+            409,
+            br#"{"error":{"code":"invalid_state","message":"capsule is paused"}}"#,
+        );
+        assert_eq!(e.to_string(), "invalid_state: capsule is paused");
+    }
+
+    #[test]
+    fn non_json_error_is_internal_error() {
+        let e = error_from_body(502, b"Bad Gateway");
+        assert_eq!(e.code(), Some("internal_error"));
+        assert_eq!(e.to_string(), "internal_error: HTTP 502: Bad Gateway");
+        let e = error_from_body(500, b"");
+        assert_eq!(
+            e.to_string(),
+            "internal_error: HTTP 500 without an error body"
+        );
+    }
+
+    #[test]
+    fn missing_key_is_refused_before_any_request() {
+        assert!(matches!(
+            ApiClient::new("http://127.0.0.1:1", None),
+            Err(ApiError::NoApiKey)
+        ));
+        assert!(matches!(
+            ApiClient::new("http://127.0.0.1:1", Some("  ")),
+            Err(ApiError::NoApiKey)
+        ));
+    }
+
+    #[tokio::test]
+    async fn unreachable_server_is_a_connection_error() {
+        // Bind then drop a listener to get a port nothing listens on.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let c = ApiClient::new(&format!("http://127.0.0.1:{port}"), Some("wrn_x")).unwrap();
+        let err = c.list_capsules().await.unwrap_err();
+        assert!(matches!(err, ApiError::Transport { .. }), "{err:?}");
+        assert!(crate::error::chain(&err).starts_with(&format!(
+            "connection: request to http://127.0.0.1:{port}/v1/capsules failed"
+        )));
+    }
+}

@@ -1,0 +1,206 @@
+//! The JSON objects of the public API that the client reads and sends.
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// A capsule as the API returns it. Unknown fields are kept in `extra` so `--json` prints all.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Capsule {
+    /// `cl-…`.
+    pub id: String,
+    /// One of the contract's statuses (`running`, `paused`, …).
+    pub status: String,
+    /// Template name it was created from.
+    #[serde(default)]
+    pub template: String,
+    /// Virtual CPUs.
+    #[serde(default)]
+    pub vcpus: u32,
+    /// Memory in MiB.
+    #[serde(default)]
+    pub memory_mb: u64,
+    /// Inactivity timeout in seconds (0 = none).
+    #[serde(default)]
+    pub timeout_sec: u64,
+    /// RFC 3339 creation time.
+    #[serde(default)]
+    pub created_at: String,
+    /// RFC 3339 time it last started.
+    #[serde(default)]
+    pub started_at: Option<String>,
+    /// RFC 3339 time of the last activity.
+    #[serde(default)]
+    pub last_active_at: Option<String>,
+    /// Every other field the server sent.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// Body of `POST /v1/capsules`.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct CreateCapsule {
+    /// Template or snapshot name (server default `minimal`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    /// Virtual CPUs (server default 1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vcpus: Option<u32>,
+    /// Memory in MiB (server default 512).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_mb: Option<u64>,
+    /// Inactivity timeout in seconds (server default 0 = none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout_sec: Option<u64>,
+}
+
+/// Body of `POST /v1/capsules/{id}/exec` (foreground).
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct ExecRequest {
+    /// Program to run.
+    pub cmd: String,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// Kill it after this many seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout_sec: Option<u64>,
+    /// Extra environment.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub envs: BTreeMap<String, String>,
+    /// Working directory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+}
+
+/// Answer of a foreground exec.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ExecResult {
+    /// Standard output, encoded as `encoding` says.
+    #[serde(default)]
+    pub stdout: String,
+    /// Standard error, encoded as `encoding` says.
+    #[serde(default)]
+    pub stderr: String,
+    /// The command's exit code.
+    #[serde(default)]
+    pub exit_code: i32,
+    /// `utf-8` or `base64`.
+    #[serde(default)]
+    pub encoding: Option<String>,
+    /// Every other field the server sent.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// Output that claims `base64` but does not decode.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid_response: exec output is not valid base64")]
+pub struct OutputDecodeError(#[source] base64::DecodeError);
+
+impl ExecResult {
+    fn decode(&self, s: &str) -> Result<Vec<u8>, OutputDecodeError> {
+        if self.encoding.as_deref() == Some("base64") {
+            base64::engine::general_purpose::STANDARD
+                .decode(s.as_bytes())
+                .map_err(OutputDecodeError)
+        } else {
+            Ok(s.as_bytes().to_vec())
+        }
+    }
+
+    /// Standard output as raw bytes.
+    pub fn stdout_bytes(&self) -> Result<Vec<u8>, OutputDecodeError> {
+        self.decode(&self.stdout)
+    }
+
+    /// Standard error as raw bytes.
+    pub fn stderr_bytes(&self) -> Result<Vec<u8>, OutputDecodeError> {
+        self.decode(&self.stderr)
+    }
+}
+
+/// A template (`base`) or team snapshot (`snapshot`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Template {
+    /// Its name.
+    pub name: String,
+    /// `base` or `snapshot`.
+    #[serde(rename = "type", default)]
+    pub kind: String,
+    /// Virtual CPUs.
+    #[serde(default)]
+    pub vcpus: u32,
+    /// Memory in MiB.
+    #[serde(default)]
+    pub memory_mb: u64,
+    /// Size on disk in bytes.
+    #[serde(default)]
+    pub size_bytes: u64,
+    /// RFC 3339 creation time.
+    #[serde(default)]
+    pub created_at: String,
+    /// Every other field the server sent.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// Body of `POST /v1/snapshots`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct CreateSnapshot {
+    /// The capsule to snapshot.
+    pub sandbox_id: String,
+    /// Name of the new template (server generates one when absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capsule_keeps_unknown_fields() {
+        let raw = serde_json::json!({"id":"cl-a","status":"running","template":"minimal","vcpus":1,
+            "memory_mb":512,"timeout_sec":0,"created_at":"2026-01-01T00:00:00Z","started_at":null,
+            "last_active_at":"2026-01-01T00:00:00Z","last_updated":"x","metadata":{"k":"v"}});
+        let c: Capsule = serde_json::from_value(raw.clone()).unwrap();
+        assert_eq!(c.id, "cl-a");
+        assert_eq!(c.extra["metadata"]["k"], "v");
+        assert_eq!(serde_json::to_value(&c).unwrap(), raw);
+    }
+
+    #[test]
+    fn base64_output_is_decoded() {
+        let r = ExecResult {
+            stdout: "/w==".into(),
+            stderr: "ok".into(),
+            encoding: Some("base64".into()),
+            ..Default::default()
+        };
+        assert_eq!(r.stdout_bytes().unwrap(), vec![0xff]);
+        assert!(ExecResult {
+            stdout: "!!".into(),
+            encoding: Some("base64".into()),
+            ..Default::default()
+        }
+        .stdout_bytes()
+        .is_err());
+        let r = ExecResult {
+            stdout: "héllo".into(),
+            encoding: Some("utf-8".into()),
+            ..Default::default()
+        };
+        assert_eq!(r.stdout_bytes().unwrap(), "héllo".as_bytes());
+    }
+
+    #[test]
+    fn create_request_omits_unset_fields() {
+        let body = CreateCapsule {
+            vcpus: Some(2),
+            ..Default::default()
+        };
+        assert_eq!(serde_json::to_string(&body).unwrap(), r#"{"vcpus":2}"#);
+    }
+}
