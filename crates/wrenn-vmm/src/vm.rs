@@ -479,3 +479,63 @@ async fn launch(qemu: &Path, args: &[std::ffi::OsString], files: &VmFiles) -> Re
     }
     Ok(())
 }
+
+/// QEMU's classic migration, for benchmarks: every RAM page goes through the migration file
+/// (`x-ignore-shared` off). This is the baseline our pause and resume are measured against.
+impl Vm {
+    /// Stops the vCPUs and migrates device state and all of RAM to `path`, fsynced.
+    pub async fn save_classic(&self, path: &Path) -> Result<(), VmmError> {
+        let path = absolute(path)?;
+        let mut qmp = self.qmp.lock().await;
+        qmp.execute("stop", None)
+            .await
+            .map_err(VmmError::qmp("stop"))?;
+        set_ignore_shared(&mut qmp, false).await?;
+        qmp.execute(
+            "migrate",
+            Some(json!({ "channels": [file_channel(&path)] })),
+        )
+        .await
+        .map_err(VmmError::qmp("migrate"))?;
+        wait_migration(&mut qmp, "saving (classic)", &path).await?;
+        fsutil::sync_file(&path)
+    }
+
+    /// Starts QEMU with `-incoming defer`, loads device state and all of RAM from a classic
+    /// migration file, then starts the vCPUs.
+    pub async fn restore_classic(spec: &VmSpec, path: &Path) -> Result<Vm, VmmError> {
+        let path = absolute(path)?;
+        let vm = Vm::start(spec, StartMode::Incoming).await?;
+        let loaded = async {
+            let mut qmp = vm.qmp.lock().await;
+            set_ignore_shared(&mut qmp, false).await?;
+            qmp.execute(
+                "migrate-incoming",
+                Some(json!({ "channels": [file_channel(&path)] })),
+            )
+            .await
+            .map_err(VmmError::qmp("migrate-incoming"))?;
+            wait_migration(&mut qmp, "loading (classic)", &path).await?;
+            qmp.execute("cont", None)
+                .await
+                .map_err(VmmError::qmp("cont"))?;
+            Ok::<_, VmmError>(())
+        }
+        .await;
+        if let Err(e) = loaded {
+            vm.kill_quietly().await;
+            return Err(e);
+        }
+        Ok(vm)
+    }
+}
+
+async fn set_ignore_shared(qmp: &mut Qmp, on: bool) -> Result<(), VmmError> {
+    qmp.execute(
+        "migrate-set-capabilities",
+        Some(json!({ "capabilities": [{ "capability": IGNORE_SHARED, "state": on }] })),
+    )
+    .await
+    .map_err(VmmError::qmp("migrate-set-capabilities"))?;
+    Ok(())
+}

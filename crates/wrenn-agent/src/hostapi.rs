@@ -1,0 +1,140 @@
+//! [`HostApi`] for the capsule manager: the in-process host API of `wrenn server`.
+
+use std::sync::Arc;
+
+use wrenn_envd_client::EnvdClient;
+use wrenn_host::{
+    Capacity, CapsuleInfo, CreateCapsule, HostApi, HostError, HostStatus, TemplateInfo,
+};
+
+use crate::error::AgentError;
+use crate::manager::{lock, status_name, CapsuleManager};
+use crate::templates::valid_template_name;
+
+#[async_trait::async_trait]
+impl HostApi for CapsuleManager {
+    async fn create(&self, req: CreateCapsule) -> Result<CapsuleInfo, HostError> {
+        let inner = Arc::clone(&self.inner);
+        let op = inner.create(req.id, req.template, req.vcpus, req.memory_mb);
+        Ok(self.spawn_op(op).await?)
+    }
+
+    async fn get(&self, id: &str) -> Result<CapsuleInfo, HostError> {
+        Ok(self.inner.slot(id)?.info())
+    }
+
+    async fn list(&self) -> Result<Vec<CapsuleInfo>, HostError> {
+        let mut out: Vec<CapsuleInfo> =
+            lock(&self.inner.slots).values().map(|s| s.info()).collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(out)
+    }
+
+    async fn destroy(&self, id: &str) -> Result<(), HostError> {
+        let op = Arc::clone(&self.inner).destroy(id.to_owned());
+        Ok(self.spawn_op(op).await?)
+    }
+
+    async fn pause(&self, id: &str) -> Result<CapsuleInfo, HostError> {
+        let inner = Arc::clone(&self.inner);
+        let id = id.to_owned();
+        let op = async move {
+            let slot = inner.slot(&id)?;
+            let mut vm = slot.run.lock().await;
+            inner
+                .pause_locked(&slot, &mut vm, HostStatus::Pausing)
+                .await?;
+            Ok(slot.info())
+        };
+        Ok(self.spawn_op(op).await?)
+    }
+
+    async fn resume(&self, id: &str) -> Result<CapsuleInfo, HostError> {
+        let inner = Arc::clone(&self.inner);
+        let id = id.to_owned();
+        let op = async move {
+            let slot = inner.slot(&id)?;
+            let mut vm = slot.run.lock().await;
+            inner
+                .resume_locked(&slot, &mut vm, HostStatus::Resuming)
+                .await?;
+            Ok(slot.info())
+        };
+        Ok(self.spawn_op(op).await?)
+    }
+
+    async fn guest(&self, id: &str) -> Result<EnvdClient, HostError> {
+        let slot = self.inner.slot(id)?;
+        let status = slot.status();
+        if status != HostStatus::Running {
+            return Err(AgentError::InvalidState {
+                id: id.to_owned(),
+                status: status_name(status),
+                op: "this call",
+                needs: "running",
+            }
+            .into());
+        }
+        let envd = lock(&slot.envd).clone();
+        envd.ok_or_else(|| {
+            HostError::Internal(format!("capsule {id} is running but has no guest channel"))
+        })
+    }
+
+    async fn snapshot(
+        &self,
+        id: &str,
+        name: &str,
+        overwrite: bool,
+    ) -> Result<TemplateInfo, HostError> {
+        if !valid_template_name(name)
+            || wrenn_images::BaseTemplate::all()
+                .iter()
+                .any(|b| b.name() == name)
+        {
+            return Err(HostError::InvalidRequest(format!(
+                "bad template name {name:?}"
+            )));
+        }
+        if !overwrite && self.inner.layout.template(name).exists() {
+            return Err(AgentError::TemplateExists(name.to_owned()).into());
+        }
+        let inner = Arc::clone(&self.inner);
+        let (id, name) = (id.to_owned(), name.to_owned());
+        let op = async move {
+            let slot = inner.slot(&id)?;
+            let mut vm = slot.run.lock().await;
+            inner
+                .pause_locked(&slot, &mut vm, HostStatus::Snapshotting)
+                .await?;
+            // Paused now (status stored as such): copy the snapshot, then run again.
+            let published = {
+                let inner = Arc::clone(&inner);
+                let dir = slot.dir.clone();
+                let name = name.clone();
+                tokio::task::spawn_blocking(move || inner.publish_template(&dir, &name, overwrite))
+                    .await
+                    .map_err(|e| AgentError::Tool(format!("template copy task: {e}")))?
+            };
+            let resumed = inner
+                .resume_locked(&slot, &mut vm, HostStatus::Resuming)
+                .await;
+            let template = published?;
+            resumed?;
+            Ok(template)
+        };
+        Ok(self.spawn_op(op).await?)
+    }
+
+    async fn delete_template(&self, name: &str) -> Result<(), HostError> {
+        Ok(self.inner.remove_template(name)?)
+    }
+
+    async fn templates(&self) -> Result<Vec<TemplateInfo>, HostError> {
+        Ok(self.inner.list_templates())
+    }
+
+    async fn capacity(&self) -> Result<Capacity, HostError> {
+        Ok(self.inner.capacity())
+    }
+}

@@ -1,0 +1,66 @@
+//! Where the agent keeps things under its data dir.
+//!
+//! ```text
+//! <data>/images/                   kernels, initramfs, base root filesystems (wrenn-images)
+//! <data>/templates/.base/<key>/    booted base templates: snapshot.json, state, memory, disk.qcow2
+//! <data>/templates/<name>/         snapshot templates (same files)
+//! <data>/capsules/<id>/            capsule.json, memory, disk.qcow2, sockets, console.log,
+//!                                  snapshot/ (while paused: snapshot.json + state)
+//! ```
+
+use std::path::{Path, PathBuf};
+
+/// Paths under one data dir.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    root: PathBuf,
+}
+
+impl Layout {
+    /// Layout of a data dir.
+    pub fn new(root: &Path) -> Self {
+        Self {
+            root: root.to_owned(),
+        }
+    }
+    /// `capsules/`.
+    pub fn capsules(&self) -> PathBuf {
+        self.root.join("capsules")
+    }
+    /// One capsule's directory.
+    pub fn capsule(&self, id: &str) -> PathBuf {
+        self.capsules().join(id)
+    }
+    /// `templates/`.
+    pub fn templates(&self) -> PathBuf {
+        self.root.join("templates")
+    }
+    /// A snapshot template's directory.
+    pub fn template(&self, name: &str) -> PathBuf {
+        self.templates().join(name)
+    }
+    /// A booted base template's directory.
+    pub fn base_template(&self, key: &str) -> PathBuf {
+        self.templates().join(".base").join(key)
+    }
+    /// Cached accelerator probe result.
+    pub fn accel_cache(&self) -> PathBuf {
+        self.root.join("accel.json")
+    }
+}
+
+/// Files inside a capsule's (or template's) directory.
+pub mod files {
+    /// Capsule manifest.
+    pub const MANIFEST: &str = "capsule.json";
+    /// Guest RAM.
+    pub const MEMORY: &str = "memory";
+    /// Root disk overlay.
+    pub const DISK: &str = "disk.qcow2";
+    /// Snapshot of a paused capsule.
+    pub const SNAPSHOT: &str = "snapshot";
+    /// Snapshot being written.
+    pub const SNAPSHOT_NEW: &str = "snapshot.new";
+    /// Snapshot whose VM has been restored and started: no longer restorable.
+    pub const SNAPSHOT_USED: &str = "snapshot.used";
+}

@@ -1,0 +1,217 @@
+//! On-disk manifests: one per capsule, one per snapshot. Both are JSON, versioned, and
+//! written atomically (temp file, fsync, rename).
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use wrenn_host::HostStatus;
+
+use crate::error::{AgentError, Result};
+use crate::fsutil;
+
+/// Format version of [`CapsuleManifest`].
+pub const CAPSULE_FORMAT: u32 = 1;
+/// Format version of [`SnapshotManifest`]. A snapshot of another format is refused.
+pub const SNAPSHOT_FORMAT: u32 = 1;
+
+/// Everything the agent must know to re-adopt a capsule after a restart.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CapsuleManifest {
+    /// [`CAPSULE_FORMAT`].
+    pub format: u32,
+    /// Capsule id.
+    pub id: String,
+    /// Template it was created from.
+    pub template: String,
+    /// vCPUs.
+    pub vcpus: u32,
+    /// Memory in MiB.
+    pub memory_mb: u32,
+    /// Last stored status.
+    pub status: HostStatus,
+    /// Why it is in `Error`.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// Creation time, unix seconds.
+    pub created_at: i64,
+    /// Kernel the guest runs (restores must use the same one).
+    pub kernel: PathBuf,
+    /// Initramfs the guest booted with.
+    pub initrd: PathBuf,
+}
+
+impl CapsuleManifest {
+    /// Reads a manifest.
+    pub fn load(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(AgentError::io("reading manifest", path))?;
+        let m: Self = serde_json::from_slice(&bytes).map_err(|e| AgentError::BadSnapshot {
+            path: path.to_owned(),
+            reason: format!("manifest is not valid: {e}"),
+        })?;
+        if m.format != CAPSULE_FORMAT {
+            return Err(AgentError::BadSnapshot {
+                path: path.to_owned(),
+                reason: format!(
+                    "capsule manifest format {} (this agent reads {CAPSULE_FORMAT})",
+                    m.format
+                ),
+            });
+        }
+        Ok(m)
+    }
+
+    /// Writes it atomically.
+    pub fn store(&self, path: &Path) -> Result<()> {
+        let bytes = serde_json::to_vec_pretty(self).map_err(|e| AgentError::Tool(e.to_string()))?;
+        fsutil::write_atomic(path, &bytes).map_err(AgentError::io("writing manifest", path))
+    }
+}
+
+/// Size and checksum of one file of a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRecord {
+    /// Apparent size in bytes.
+    pub size: u64,
+    /// SHA-256 hex, for files small enough to check at every load (the device state).
+    #[serde(default)]
+    pub sha256: Option<String>,
+}
+
+/// What a snapshot is and what it needs to be restored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotManifest {
+    /// [`SNAPSHOT_FORMAT`].
+    pub format: u32,
+    /// Creation time, unix seconds.
+    pub created_at: i64,
+    /// vCPUs of the VM (device state is per vCPU).
+    pub vcpus: u32,
+    /// Guest memory in MiB.
+    pub memory_mb: u32,
+    /// What the VMM needs to be: `qemu-system-x86_64 --version`'s first line.
+    pub vmm_version: String,
+    /// Accelerator the VM ran under (`kvm`/`tcg`): device state differs between them.
+    pub accel: String,
+    /// envd protocol the guest speaks.
+    pub guest_protocol: u32,
+    /// Kernel of the guest.
+    pub kernel: PathBuf,
+    /// Initramfs of the guest.
+    pub initrd: PathBuf,
+    /// The device state file.
+    pub state: FileRecord,
+    /// The guest memory file.
+    pub memory: FileRecord,
+    /// The disk overlay.
+    pub disk: FileRecord,
+}
+
+/// What the running agent can restore: compared against a snapshot's manifest.
+#[derive(Debug, Clone)]
+pub struct RestoreEnv {
+    /// Current VMM version line.
+    pub vmm_version: String,
+    /// Current accelerator name.
+    pub accel: String,
+}
+
+impl SnapshotManifest {
+    /// File name of the manifest inside a snapshot directory.
+    pub const FILE: &'static str = "snapshot.json";
+    /// File name of the device state inside a snapshot directory.
+    pub const STATE: &'static str = "state";
+
+    /// Reads the manifest of a snapshot directory and checks that every file is there, the
+    /// sizes match, the device state's checksum matches and this agent can restore it.
+    pub fn verify(dir: &Path, memory: &Path, disk: &Path, env: &RestoreEnv) -> Result<Self> {
+        let bad = |reason: String| AgentError::BadSnapshot {
+            path: dir.to_owned(),
+            reason,
+        };
+        let path = dir.join(Self::FILE);
+        let bytes = std::fs::read(&path).map_err(|e| bad(format!("no manifest: {e}")))?;
+        let m: Self =
+            serde_json::from_slice(&bytes).map_err(|e| bad(format!("manifest is corrupt: {e}")))?;
+        if m.format != SNAPSHOT_FORMAT {
+            return Err(bad(format!(
+                "snapshot format {} is not supported (this agent reads {SNAPSHOT_FORMAT})",
+                m.format
+            )));
+        }
+        if m.vmm_version != env.vmm_version {
+            return Err(bad(format!(
+                "made by '{}', this host runs '{}'",
+                m.vmm_version, env.vmm_version
+            )));
+        }
+        if m.accel != env.accel {
+            return Err(bad(format!(
+                "made under {}, this host uses {}",
+                m.accel, env.accel
+            )));
+        }
+        if m.guest_protocol != wrenn_protocol::PROTOCOL_VERSION {
+            return Err(bad(format!(
+                "guest speaks envd protocol {}, this agent {}",
+                m.guest_protocol,
+                wrenn_protocol::PROTOCOL_VERSION
+            )));
+        }
+        for (what, p) in [("kernel", &m.kernel), ("initramfs", &m.initrd)] {
+            if !p.exists() {
+                return Err(bad(format!("its {what} {} is gone", p.display())));
+            }
+        }
+        let state = dir.join(Self::STATE);
+        check_file(&state, &m.state, "device state").map_err(bad)?;
+        check_file(memory, &m.memory, "memory file").map_err(bad)?;
+        check_file(disk, &m.disk, "disk").map_err(bad)?;
+        if let Some(want) = &m.state.sha256 {
+            let got = fsutil::sha256_file(&state).map_err(|e| bad(e.to_string()))?;
+            if &got != want {
+                return Err(bad("device state checksum does not match".into()));
+            }
+        }
+        Ok(m)
+    }
+
+    /// Writes the manifest into a snapshot directory atomically.
+    pub fn store(&self, dir: &Path) -> Result<()> {
+        let bytes = serde_json::to_vec_pretty(self).map_err(|e| AgentError::Tool(e.to_string()))?;
+        let path = dir.join(Self::FILE);
+        fsutil::write_atomic(&path, &bytes)
+            .map_err(AgentError::io("writing snapshot manifest", path))
+    }
+}
+
+fn check_file(path: &Path, rec: &FileRecord, what: &str) -> Result<(), String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("{what} {}: {e}", path.display()))?;
+    if meta.len() != rec.size {
+        return Err(format!(
+            "{what} is {} bytes, the manifest says {}",
+            meta.len(),
+            rec.size
+        ));
+    }
+    Ok(())
+}
+
+/// Records a file for a manifest; `checksum` computes its SHA-256.
+pub fn record(path: &Path, checksum: bool) -> Result<FileRecord> {
+    let size = std::fs::metadata(path)
+        .map_err(AgentError::io("stat", path))?
+        .len();
+    let sha256 = if checksum {
+        Some(fsutil::sha256_file(path).map_err(AgentError::io("checksum", path))?)
+    } else {
+        None
+    };
+    Ok(FileRecord { size, sha256 })
+}
+
+/// Current time, unix seconds.
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}

@@ -1,0 +1,399 @@
+//! Templates are snapshots: a base template is built by booting its root filesystem once,
+//! waiting for envd and snapshotting the VM; a snapshot template is copied from a paused
+//! capsule. Creating a capsule restores one of them.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use wrenn_envd_client::EnvdClient;
+use wrenn_host::{TemplateInfo, TemplateKind};
+use wrenn_images::BaseTemplate;
+use wrenn_vmm::{Vm, VmSpec};
+
+use crate::error::{AgentError, Result};
+use crate::layout::files;
+use crate::manager::Inner;
+use crate::manifest::{now_unix, record, SnapshotManifest, SNAPSHOT_FORMAT};
+use crate::{fsutil, tools};
+
+/// A snapshot ready to be restored: the files a new capsule copies.
+#[derive(Debug, Clone)]
+pub struct TemplateSnapshot {
+    /// Directory holding `snapshot.json`, `state`, `memory`, `disk.qcow2`.
+    pub dir: PathBuf,
+    /// Its verified manifest.
+    pub manifest: SnapshotManifest,
+}
+
+impl TemplateSnapshot {
+    /// Device state file.
+    pub fn state(&self) -> PathBuf {
+        self.dir.join(SnapshotManifest::STATE)
+    }
+    /// Memory file.
+    pub fn memory(&self) -> PathBuf {
+        self.dir.join(files::MEMORY)
+    }
+    /// Disk overlay.
+    pub fn disk(&self) -> PathBuf {
+        self.dir.join(files::DISK)
+    }
+}
+
+/// Checks a template name: `^[a-zA-Z0-9][a-zA-Z0-9._-]{0,127}$`.
+pub fn valid_template_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= 128
+        && b[0].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || b"._-".contains(c))
+}
+
+impl Inner {
+    /// Verifies a template directory; `None` when it is missing or unusable.
+    fn verified(&self, dir: &Path) -> Result<TemplateSnapshot> {
+        let manifest = SnapshotManifest::verify(
+            dir,
+            &dir.join(files::MEMORY),
+            &dir.join(files::DISK),
+            &self.restore_env,
+        )?;
+        Ok(TemplateSnapshot {
+            dir: dir.to_owned(),
+            manifest,
+        })
+    }
+
+    /// The snapshot to restore for `template` at this shape: a snapshot template as it is,
+    /// or a base template built (booted and snapshotted) on first use or when the one on disk
+    /// is missing or no longer restorable.
+    pub(crate) async fn template_snapshot(
+        &self,
+        template: &str,
+        vcpus: u32,
+        memory_mb: u32,
+    ) -> Result<TemplateSnapshot> {
+        if let Ok(base) = BaseTemplate::from_str(template) {
+            return self.base_snapshot(base, vcpus, memory_mb).await;
+        }
+        if !valid_template_name(template) {
+            return Err(AgentError::InvalidRequest(format!(
+                "bad template name {template:?}"
+            )));
+        }
+        let dir = self.layout.template(template);
+        if !dir.exists() {
+            return Err(AgentError::TemplateNotFound(template.to_owned()));
+        }
+        self.verified(&dir)
+    }
+
+    async fn base_snapshot(
+        &self,
+        base: BaseTemplate,
+        vcpus: u32,
+        memory_mb: u32,
+    ) -> Result<TemplateSnapshot> {
+        let images = self.images.clone();
+        let envd = self.cfg.envd.clone();
+        let rootfs = tokio::task::spawn_blocking(move || images.ensure_rootfs(base, &envd))
+            .await
+            .map_err(|e| AgentError::Tool(format!("image build task: {e}")))??;
+        let key = format!("{}-{}-{vcpus}c{memory_mb}m", base.name(), rootfs.id);
+        let lock = self.template_lock(&key).await;
+        let _guard = lock.lock().await;
+        let dir = self.layout.base_template(&key);
+        if dir.exists() {
+            match self.verified(&dir) {
+                Ok(t) => return Ok(t),
+                Err(e) => {
+                    tracing::warn!(template = %key, error = %e, "rebuilding base template");
+                    std::fs::remove_dir_all(&dir).map_err(AgentError::io("removing", &dir))?;
+                }
+            }
+        }
+        self.build_base(&key, &rootfs.path, vcpus, memory_mb)
+            .await?;
+        self.verified(&dir)
+    }
+
+    /// Boots a base root filesystem once, waits for envd, snapshots it into place.
+    async fn build_base(&self, key: &str, rootfs: &Path, vcpus: u32, memory_mb: u32) -> Result<()> {
+        let dir = self.layout.base_template(key);
+        let parent = dir.parent().unwrap_or(Path::new("/"));
+        let build = parent.join(build_dir_name(key));
+        std::fs::create_dir_all(&build).map_err(AgentError::io("creating", &build))?;
+        tracing::info!(template = %key, "building base template (one cold boot)");
+        let disk = build.join(files::DISK);
+        tools::create_overlay(rootfs, &disk).await?;
+        let spec = self.vm_spec(
+            &build,
+            vcpus,
+            memory_mb,
+            &self.kernel.kernel,
+            &self.kernel.initrd,
+        );
+        let vm = Vm::boot(&spec).await?;
+        let result = async {
+            {
+                let envd = EnvdClient::connect(&vm.agent_socket(), self.cfg.boot_timeout).await?;
+                // Page in what every exec needs, so clones start warm.
+                envd.exec(wrenn_protocol::ExecRequest {
+                    cmd: "/bin/true".into(),
+                    ..Default::default()
+                })
+                .await?;
+            }
+            vm.save(&build.join(SnapshotManifest::STATE)).await?;
+            Ok::<_, AgentError>(())
+        }
+        .await;
+        vm.kill().await?;
+        result?;
+        self.write_snapshot_manifest(
+            &build,
+            &build,
+            vcpus,
+            memory_mb,
+            &self.kernel.kernel,
+            &self.kernel.initrd,
+        )?;
+        cleanup_runtime_files(&build);
+        if let Err(e) = std::fs::rename(&build, &dir) {
+            // Another process sharing this template store finished the same build first.
+            let _ = std::fs::remove_dir_all(&build);
+            if !dir.exists() {
+                return Err(AgentError::io("renaming template into", &dir)(e));
+            }
+        }
+        fsutil::sync_dir(parent).map_err(AgentError::io("syncing", parent))?;
+        tracing::info!(template = %key, "base template ready");
+        Ok(())
+    }
+
+    /// Writes `snapshot.json` for a snapshot whose state is in `snap_dir` and whose memory
+    /// and disk are in `files_dir`.
+    pub(crate) fn write_snapshot_manifest(
+        &self,
+        snap_dir: &Path,
+        files_dir: &Path,
+        vcpus: u32,
+        memory_mb: u32,
+        kernel: &Path,
+        initrd: &Path,
+    ) -> Result<SnapshotManifest> {
+        let m = SnapshotManifest {
+            format: SNAPSHOT_FORMAT,
+            created_at: now_unix(),
+            vcpus,
+            memory_mb,
+            vmm_version: self.restore_env.vmm_version.clone(),
+            accel: self.restore_env.accel.clone(),
+            guest_protocol: wrenn_protocol::PROTOCOL_VERSION,
+            kernel: kernel.to_owned(),
+            initrd: initrd.to_owned(),
+            state: record(&snap_dir.join(SnapshotManifest::STATE), true)?,
+            memory: record(&files_dir.join(files::MEMORY), false)?,
+            disk: record(&files_dir.join(files::DISK), false)?,
+        };
+        m.store(snap_dir)?;
+        Ok(m)
+    }
+
+    /// Base templates (one entry per base, not per shape) and snapshot templates.
+    pub(crate) fn list_templates(&self) -> Vec<TemplateInfo> {
+        let mut out: Vec<TemplateInfo> = BaseTemplate::all()
+            .iter()
+            .map(|b| TemplateInfo {
+                name: b.name().to_owned(),
+                kind: TemplateKind::Base,
+                vcpus: 1,
+                memory_mb: 512,
+                size_bytes: 0,
+                created_at: 0,
+            })
+            .collect();
+        let Ok(entries) = std::fs::read_dir(self.layout.templates()) else {
+            return out;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue;
+            }
+            let dir = e.path();
+            let Ok(bytes) = std::fs::read(dir.join(SnapshotManifest::FILE)) else {
+                continue;
+            };
+            let Ok(m) = serde_json::from_slice::<SnapshotManifest>(&bytes) else {
+                continue;
+            };
+            out.push(TemplateInfo {
+                name,
+                kind: TemplateKind::Snapshot,
+                vcpus: m.vcpus,
+                memory_mb: m.memory_mb,
+                size_bytes: fsutil::dir_allocated_bytes(&dir),
+                created_at: m.created_at,
+            });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    /// Copies a paused capsule's snapshot into `templates/<name>` (atomically replacing an
+    /// existing one when `overwrite`).
+    pub(crate) fn publish_template(
+        &self,
+        capsule_dir: &Path,
+        name: &str,
+        overwrite: bool,
+    ) -> Result<TemplateInfo> {
+        let final_dir = self.layout.template(name);
+        if final_dir.exists() && !overwrite {
+            return Err(AgentError::TemplateExists(name.to_owned()));
+        }
+        let root = self.layout.templates();
+        std::fs::create_dir_all(&root).map_err(AgentError::io("creating", &root))?;
+        let suffix: u64 = rand::random();
+        let build = root.join(build_dir_name(name));
+        std::fs::create_dir_all(&build).map_err(AgentError::io("creating", &build))?;
+        let result = (|| {
+            let snap = capsule_dir.join(files::SNAPSHOT);
+            for (from, to) in [
+                (
+                    snap.join(SnapshotManifest::STATE),
+                    build.join(SnapshotManifest::STATE),
+                ),
+                (
+                    snap.join(SnapshotManifest::FILE),
+                    build.join(SnapshotManifest::FILE),
+                ),
+                (capsule_dir.join(files::MEMORY), build.join(files::MEMORY)),
+                (capsule_dir.join(files::DISK), build.join(files::DISK)),
+            ] {
+                fsutil::copy_sparse(&from, &to).map_err(AgentError::io("copying", &from))?;
+            }
+            fsutil::sync_dir(&build).map_err(AgentError::io("syncing", &build))?;
+            let _ = self.verified(&build)?;
+            if final_dir.exists() {
+                let trash = root.join(format!(".trash-{name}-{suffix:x}"));
+                std::fs::rename(&final_dir, &trash)
+                    .map_err(AgentError::io("renaming", &final_dir))?;
+                std::fs::rename(&build, &final_dir).map_err(AgentError::io("renaming", &build))?;
+                let _ = std::fs::remove_dir_all(&trash);
+            } else {
+                std::fs::rename(&build, &final_dir).map_err(AgentError::io("renaming", &build))?;
+            }
+            fsutil::sync_dir(&root).map_err(AgentError::io("syncing", &root))
+        })();
+        if let Err(e) = result {
+            let _ = std::fs::remove_dir_all(&build);
+            return Err(e);
+        }
+        self.list_templates()
+            .into_iter()
+            .find(|t| t.name == name)
+            .ok_or_else(|| AgentError::TemplateNotFound(name.to_owned()))
+    }
+
+    /// Deletes a snapshot template. Capsules made from it hold their own copies.
+    pub(crate) fn remove_template(&self, name: &str) -> Result<()> {
+        if BaseTemplate::from_str(name).is_ok() {
+            return Err(AgentError::InvalidRequest(format!(
+                "{name} is a base template and cannot be deleted"
+            )));
+        }
+        if !valid_template_name(name) {
+            return Err(AgentError::InvalidRequest(format!(
+                "bad template name {name:?}"
+            )));
+        }
+        let dir = self.layout.template(name);
+        if !dir.exists() {
+            return Err(AgentError::TemplateNotFound(name.to_owned()));
+        }
+        let suffix: u64 = rand::random();
+        let trash = self
+            .layout
+            .templates()
+            .join(format!(".trash-{name}-{suffix:x}"));
+        std::fs::rename(&dir, &trash).map_err(AgentError::io("renaming", &dir))?;
+        std::fs::remove_dir_all(&trash).map_err(AgentError::io("removing", &trash))
+    }
+
+    /// Removes half-built templates left by a crash.
+    pub(crate) fn sweep_template_leftovers(&self) {
+        for root in [
+            self.layout.templates(),
+            self.layout.templates().join(".base"),
+        ] {
+            let Ok(entries) = std::fs::read_dir(&root) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let n = e.file_name().to_string_lossy().into_owned();
+                if (n.starts_with(".build-") && !builder_alive(&n)) || n.starts_with(".trash-") {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+    }
+
+    /// The VM spec of a capsule or template directory.
+    pub(crate) fn vm_spec(
+        &self,
+        dir: &Path,
+        vcpus: u32,
+        memory_mb: u32,
+        kernel: &Path,
+        initrd: &Path,
+    ) -> VmSpec {
+        VmSpec {
+            dir: dir.to_owned(),
+            qemu: self.cfg.qemu.clone(),
+            kernel: kernel.to_owned(),
+            initrd: initrd.to_owned(),
+            cmdline_extra: String::new(),
+            vcpus,
+            memory_mb,
+            memory_file: dir.join(files::MEMORY),
+            disk: dir.join(files::DISK),
+            accel: self.accel,
+        }
+    }
+}
+
+/// Removes sockets, pid file and console log of a VM that has ended.
+pub(crate) fn cleanup_runtime_files(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".sock") || name.ends_with(".pid") || name.starts_with("console.log") {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+/// Name of a build directory: `.build-<name>-<pid>-<random>`, so a sweep can tell whether
+/// its builder still runs (several agents may share one template store).
+fn build_dir_name(name: &str) -> String {
+    format!(
+        ".build-{name}-{}-{:x}",
+        std::process::id(),
+        rand::random::<u32>()
+    )
+}
+
+/// Whether the process that made a `.build-…` directory is still alive.
+fn builder_alive(dir_name: &str) -> bool {
+    let mut parts = dir_name.rsplit('-');
+    let _random = parts.next();
+    match parts.next().and_then(|p| p.parse::<u32>().ok()) {
+        Some(pid) => Path::new(&format!("/proc/{pid}")).exists(),
+        None => false,
+    }
+}

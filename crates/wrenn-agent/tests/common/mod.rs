@@ -1,0 +1,156 @@
+//! Shared setup of the agent's tests: a private data dir whose `images/` and `templates/`
+//! are the shared test cache (so base images and template snapshots are built once), real
+//! QEMU, the real static envd.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use wrenn_agent::{AgentConfig, CapsuleManager};
+use wrenn_host::{CapsuleInfo, CreateCapsule, EnvdClient, HostApi};
+use wrenn_protocol::{ExecOutput, ExecRequest};
+
+/// The shared cache of built images and template snapshots.
+pub fn shared_dir() -> PathBuf {
+    let dir = PathBuf::from(
+        std::env::var("WRENN_TEST_DATA_DIR").unwrap_or_else(|_| "/var/tmp/wrenn-test".into()),
+    );
+    std::fs::create_dir_all(dir.join("images")).unwrap();
+    std::fs::create_dir_all(dir.join("templates")).unwrap();
+    dir
+}
+
+/// The static envd (built by scripts/build-envd).
+pub fn envd_binary() -> PathBuf {
+    if let Ok(p) = std::env::var("WRENN_ENVD") {
+        return p.into();
+    }
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/x86_64-unknown-linux-gnu/release/envd");
+    assert!(
+        p.is_file(),
+        "build the static envd first: bash scripts/build-envd"
+    );
+    p
+}
+
+/// A test's own data dir.
+pub struct TestHost {
+    pub dir: tempfile::TempDir,
+}
+
+impl TestHost {
+    pub fn new() -> Self {
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter("info")
+            .try_init();
+        let shared = shared_dir();
+        let dir = tempfile::Builder::new()
+            .prefix("wrenn-agent-test-")
+            .tempdir_in("/var/tmp")
+            .unwrap();
+        std::os::unix::fs::symlink(shared.join("images"), dir.path().join("images")).unwrap();
+        std::os::unix::fs::symlink(shared.join("templates"), dir.path().join("templates")).unwrap();
+        Self { dir }
+    }
+
+    pub fn config(&self) -> AgentConfig {
+        AgentConfig::new(self.dir.path(), envd_binary())
+    }
+
+    pub async fn open(&self) -> CapsuleManager {
+        CapsuleManager::open(self.config())
+            .await
+            .expect("open the capsule manager")
+    }
+}
+
+impl Drop for TestHost {
+    fn drop(&mut self) {
+        // Never leave a VMM behind, whatever the test did.
+        let capsules = self.dir.path().join("capsules");
+        if let Ok(entries) = std::fs::read_dir(capsules) {
+            for e in entries.flatten() {
+                if let Ok(pid) = std::fs::read_to_string(e.path().join("qemu.pid")) {
+                    if let Ok(pid) = pid.trim().parse::<i32>() {
+                        if wrenn_vmm::process_alive(&e.path()) {
+                            unsafe { libc::kill(pid, libc::SIGKILL) };
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A fresh capsule id.
+pub fn new_id() -> String {
+    use rand::Rng;
+    let mut rng = rand::thread_rng();
+    let s: String = (0..25)
+        .map(|_| {
+            let c = rng.gen_range(0..36u8);
+            (if c < 10 { b'0' + c } else { b'a' + c - 10 }) as char
+        })
+        .collect();
+    format!("cl-{s}")
+}
+
+pub async fn create(host: &CapsuleManager, template: &str) -> CapsuleInfo {
+    host.create(CreateCapsule {
+        id: new_id(),
+        template: template.into(),
+        vcpus: 1,
+        memory_mb: 512,
+    })
+    .await
+    .expect("create a capsule")
+}
+
+/// Runs `sh -c script` in the capsule.
+pub async fn sh(envd: &EnvdClient, script: &str) -> ExecOutput {
+    envd.exec(ExecRequest {
+        cmd: "/bin/sh".into(),
+        args: vec!["-c".into(), script.into()],
+        timeout_ms: Some(120_000),
+        ..Default::default()
+    })
+    .await
+    .expect("exec")
+}
+
+/// stdout of `sh -c script`, trimmed; panics on a non-zero exit.
+pub async fn sh_ok(envd: &EnvdClient, script: &str) -> String {
+    let out = sh(envd, script).await;
+    assert_eq!(
+        out.exit_code,
+        0,
+        "{script:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Polls `f` until it returns Some, for up to `secs` seconds.
+pub async fn eventually<T, F, Fut>(secs: u64, mut f: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return Some(v);
+        }
+        if tokio::time::Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Whether a process with this pid exists on the host.
+pub fn pid_alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
