@@ -1,0 +1,258 @@
+"""Session fixtures: a real `wrenn server` on a free port, the SDK pointed at it, helpers.
+
+Environment:
+  WRENN_BIN                 the wrenn binary (default: <repo>/target/debug/wrenn)
+  WRENN_TEST_DATA_DIR       shared test data; its images/ is reused (default /var/tmp/wrenn-test)
+  WRENN_E2E_START_TIMEOUT   seconds to wait for /health (default 1800: a first start builds images)
+  WRENN_E2E_KEEP            keep the server's data dir after the run when set
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, TypeVar
+
+import httpx
+import pytest
+
+import wrenn
+
+REPO = Path(__file__).resolve().parents[2]
+T = TypeVar("T")
+
+
+@dataclass
+class Server:
+    """A running `wrenn server`."""
+
+    url: str  # http://127.0.0.1:<port>
+    key: str
+    data_dir: Path
+    log_path: Path
+    proc: subprocess.Popen
+
+    def log_tail(self, lines: int = 200) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError as e:
+            return f"(no server log: {e})"
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(cond: Callable[[], T], timeout: float = 60.0, interval: float = 0.2, what: str = "condition") -> T:
+    """Polls `cond` until it returns a truthy value (returned) or `timeout` seconds pass."""
+    deadline = time.monotonic() + timeout
+    last_exc: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = cond()
+            if value:
+                return value
+        except Exception as e:  # keep polling; report the last failure
+            last_exc = e
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}" + (f" (last error: {last_exc!r})" if last_exc else ""))
+
+
+class Collector:
+    """Iterates a blocking iterator on a daemon thread so tests can wait with a deadline."""
+
+    _END = object()
+
+    def __init__(self, iterable: Iterable) -> None:
+        self.items: list = []
+        self.error: BaseException | None = None
+        self._q: queue.Queue = queue.Queue()
+        self._done = False
+        self._thread = threading.Thread(target=self._run, args=(iterable,), daemon=True)
+        self._thread.start()
+
+    def _run(self, iterable: Iterable) -> None:
+        try:
+            for item in iterable:
+                self._q.put(item)
+        except BaseException as e:  # surfaced to the test
+            self.error = e
+        finally:
+            self._q.put(self._END)
+
+    def until(self, pred: Callable[[list], bool], timeout: float = 60.0, what: str = "events") -> list:
+        """Waits until `pred(all items so far)` holds; returns the items."""
+        deadline = time.monotonic() + timeout
+        while not pred(self.items):
+            if self._done:
+                raise AssertionError(f"stream ended before {what}; got {self.items!r}; error {self.error!r}")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"timed out after {timeout}s waiting for {what}; got {self.items!r}")
+            try:
+                item = self._q.get(timeout=min(left, 1.0))
+            except queue.Empty:
+                continue
+            if item is self._END:
+                self._done = True
+            else:
+                self.items.append(item)
+        return self.items
+
+    def finish(self, timeout: float = 60.0) -> list:
+        """Waits for the iterator to end; returns all items."""
+        deadline = time.monotonic() + timeout
+        while not self._done:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"timed out after {timeout}s waiting for the stream to end; got {self.items!r}")
+            try:
+                item = self._q.get(timeout=min(left, 1.0))
+            except queue.Empty:
+                continue
+            if item is self._END:
+                self._done = True
+            else:
+                self.items.append(item)
+        if self.error is not None:
+            raise self.error
+        return self.items
+
+
+def unique(prefix: str) -> str:
+    """A short unique name for files, tags and templates."""
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def _destroy_everything(srv: Server) -> None:
+    """Destroys every capsule of the session so no VM outlives the server."""
+    try:
+        with httpx.Client(base_url=srv.url, headers={"X-API-Key": srv.key}, timeout=120) as http:
+            resp = http.get("/v1/capsules")
+            if resp.status_code != 200:
+                return
+            for c in resp.json():
+                try:
+                    http.delete(f"/v1/capsules/{c['id']}")
+                except httpx.HTTPError:
+                    pass
+    except httpx.HTTPError:
+        pass
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def server(request: pytest.FixtureRequest) -> Iterable[Server]:
+    """Starts `wrenn server` with a fresh data dir whose images/ is the shared image cache."""
+    binary = Path(os.environ.get("WRENN_BIN") or REPO / "target" / "debug" / "wrenn")
+    if not binary.is_file():
+        pytest.exit(f"wrenn binary {binary} not found (cargo build -p wrenn-cli, or set WRENN_BIN)", returncode=2)
+    shared = Path(os.environ.get("WRENN_TEST_DATA_DIR", "/var/tmp/wrenn-test")) / "images"
+    shared.mkdir(parents=True, exist_ok=True)
+    # A short path on disk: VM memory files and QMP sockets (path length limit) live here.
+    data = Path(tempfile.mkdtemp(prefix="we2e-", dir="/var/tmp"))
+    (data / "images").symlink_to(shared)
+    log_path = data.parent / f"{data.name}.log"
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = dict(os.environ, WRENN_DIR=str(data))
+    env.pop("WRENN_API_KEY", None)
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [str(binary), "server", "--listen", f"127.0.0.1:{port}", "--data-dir", str(data)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
+    srv = Server(url=url, key="", data_dir=data, log_path=log_path, proc=proc)
+    timeout = float(os.environ.get("WRENN_E2E_START_TIMEOUT", "1800"))
+    deadline = time.monotonic() + timeout
+    healthy = False
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.exit(f"wrenn server exited with {proc.returncode} while starting:\n{srv.log_tail()}", returncode=3)
+        try:
+            if httpx.get(f"{url}/health", timeout=5).status_code == 200:
+                healthy = True
+                break
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    if not healthy:
+        _stop(proc)
+        pytest.exit(f"wrenn server not healthy after {timeout}s:\n{srv.log_tail()}", returncode=3)
+    key_file = data / "admin.key"
+    srv.key = wait_until(lambda: key_file.is_file() and key_file.read_text().strip(), 60, what="admin.key")
+    os.environ["WRENN_API_KEY"] = srv.key
+    os.environ["WRENN_BASE_URL"] = url
+    os.environ.pop("WRENN_PROXY_DOMAIN", None)
+    try:
+        yield srv
+    finally:
+        _destroy_everything(srv)
+        _stop(proc)
+        failed = request.session.testsfailed > 0
+        if failed:
+            print(f"\n===== wrenn server log (tail of {log_path}) =====\n{srv.log_tail(300)}\n=====")
+        if not os.environ.get("WRENN_E2E_KEEP"):
+            shutil.rmtree(data, ignore_errors=True)
+            if not failed:
+                log_path.unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="session")
+def client(server: Server) -> Iterable[wrenn.WrennClient]:
+    """An SDK client (env-configured) with generous timeouts."""
+    with wrenn.WrennClient(timeout=300) as c:
+        yield c
+
+
+def _make_capsule(**kwargs) -> wrenn.Capsule:
+    c = wrenn.Capsule(wait=True, **kwargs)
+    assert c.info is not None and c.info.status == wrenn.models.Status.running or c.is_running()
+    return c
+
+
+@pytest.fixture
+def capsule(server: Server) -> Iterable[wrenn.Capsule]:
+    """A fresh running capsule of the default template, destroyed after the test."""
+    c = _make_capsule()
+    try:
+        yield c
+    finally:
+        c.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="module")
+def shared_capsule(server: Server) -> Iterable[wrenn.Capsule]:
+    """One running capsule for a module's tests; each test uses its own paths and tags."""
+    c = _make_capsule()
+    try:
+        yield c
+    finally:
+        c.__exit__(None, None, None)

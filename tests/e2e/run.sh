@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# End-to-end tests of `wrenn server` through the published Python SDK (wrenn 0.3.0).
+# Idempotent: creates/refreshes the venv .venv-e2e at the repo root, builds nothing.
+# Needs: target/debug/wrenn (or $WRENN_BIN) and the static envd the server bakes into images
+# (found by the server next to its binary, in target/, or via $WRENN_ENVD).
+# Extra arguments go to pytest (e.g. `-k pause`, `-x`).
+set -uo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+cd "$root"
+
+venv="$root/.venv-e2e"
+py="$venv/bin/python"
+if [ ! -x "$py" ]; then
+  python3 -m venv "$venv" || { echo "run.sh: creating the venv failed" >&2; exit 2; }
+fi
+if ! "$py" -c 'import importlib.metadata as m, sys; sys.exit(m.version("wrenn") != "0.3.0")' 2>/dev/null \
+  || ! "$py" -c 'import pytest' 2>/dev/null; then
+  "$venv/bin/pip" install -q --disable-pip-version-check --ignore-requires-python 'wrenn==0.3.0' pytest \
+    || { echo "run.sh: installing the SDK and pytest failed" >&2; exit 2; }
+fi
+
+export WRENN_BIN="${WRENN_BIN:-$root/target/debug/wrenn}"
+if [ ! -x "$WRENN_BIN" ]; then
+  echo "run.sh: $WRENN_BIN not found; build it first: cargo build -p wrenn-cli" >&2
+  exit 2
+fi
+export WRENN_TEST_DATA_DIR="${WRENN_TEST_DATA_DIR:-/var/tmp/wrenn-test}"
+
+"$py" -m pytest "$root/tests/e2e" -ra -p no:cacheprovider "$@"
+code=$?
+if [ "$code" -eq 5 ]; then
+  echo "run.sh: pytest collected no tests: counted as a failure" >&2
+  exit 1
+fi
+exit "$code"

@@ -1,0 +1,95 @@
+"""Capsule lifecycle through the SDK: create, get, list, destroy, ping, both base URL forms."""
+
+from __future__ import annotations
+
+import re
+from datetime import timezone
+
+import httpx
+import pytest
+
+import wrenn
+from wrenn.models import Status
+
+from conftest import wait_until
+
+ID_RE = re.compile(r"^cl-[0-9a-z]{25}$")
+
+
+def test_create_get_list_destroy(server):
+    c = wrenn.Capsule(wait=True)
+    try:
+        assert ID_RE.match(c.capsule_id), c.capsule_id
+        info = c.get_info()
+        assert info.id == c.capsule_id
+        assert info.status == Status.running
+        assert info.template == "minimal"
+        assert (info.vcpus, info.memory_mb, info.timeout_sec) == (1, 512, 0)
+        for ts in (info.created_at, info.started_at, info.last_active_at, info.last_updated):
+            assert ts is not None and ts.tzinfo is not None
+        assert info.created_at.utcoffset() == timezone.utc.utcoffset(None)
+        assert c.capsule_id in [x.id for x in wrenn.Capsule.list()]
+        assert c.is_running()
+        assert c.commands.run("echo alive").stdout == "alive\n"
+    finally:
+        c.destroy(wait=True)
+    assert c.capsule_id not in [x.id for x in wrenn.Capsule.list()]
+    # Gone: either 404 or a terminal status.
+    try:
+        after = wrenn.Capsule.get_info(c.capsule_id)
+        assert after.status in (Status.stopped, Status.missing)
+    except wrenn.WrennNotFoundError:
+        pass
+
+
+def test_inactivity_timeout_is_raised_to_60(server):
+    with wrenn.Capsule(timeout=5, wait=True) as c:
+        assert c.get_info().timeout_sec == 60
+
+
+def test_create_with_other_size(server):
+    # A size without a ready template snapshot may need a boot: allow a long call.
+    with wrenn.WrennClient(timeout=600) as client:
+        info = client.capsules.create(vcpus=2, memory_mb=768)
+        try:
+            c = wrenn.Capsule(_capsule_id=info.id, _client=client, _info=info)
+            c.wait_ready(timeout=600)
+            got = c.get_info()
+            assert (got.vcpus, got.memory_mb) == (2, 768)
+            assert c.commands.run("nproc").stdout.strip() == "2"
+            mem_kib = int(c.commands.run("grep MemTotal /proc/meminfo | tr -s ' ' | cut -d' ' -f2").stdout)
+            assert 512 * 1024 < mem_kib <= 768 * 1024
+        finally:
+            client.capsules.destroy(info.id)
+
+
+def test_ping_resets_activity(shared_capsule):
+    before = shared_capsule.get_info().last_active_at
+
+    def advanced() -> bool:
+        shared_capsule.ping()
+        return shared_capsule.get_info().last_active_at > before
+
+    wait_until(advanced, timeout=120, interval=1.0, what="last_active_at to advance after ping")
+    with wrenn.WrennClient() as client, pytest.raises(wrenn.WrennNotFoundError):
+        client.capsules.ping("cl-" + "0" * 25)
+
+
+@pytest.mark.parametrize("suffix", ["", "/api", "/api/"])
+def test_base_url_with_and_without_api(server, shared_capsule, suffix):
+    base = server.url + suffix
+    with wrenn.WrennClient(base_url=base) as client:
+        assert shared_capsule.capsule_id in [x.id for x in client.capsules.list()]
+    # HTTP and WebSocket calls both work under the chosen prefix.
+    c = wrenn.Capsule.connect(shared_capsule.capsule_id, base_url=base)
+    try:
+        assert c.commands.run("echo via-prefix").stdout == "via-prefix\n"
+        events = list(c.commands.stream("echo streamed"))
+        assert any(e.type == "stdout" and "streamed" in e.data for e in events)
+    finally:
+        c._client.close()
+
+
+def test_health_needs_no_key(server):
+    resp = httpx.get(f"{server.url}/health", timeout=30)
+    assert resp.status_code == 200
