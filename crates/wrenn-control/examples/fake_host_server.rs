@@ -11,7 +11,10 @@ use std::sync::Arc;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let listen = args.next().unwrap_or_else(|| "127.0.0.1:8099".into()).parse()?;
+    let listen = args
+        .next()
+        .unwrap_or_else(|| "127.0.0.1:8099".into())
+        .parse()?;
     let dir = std::path::PathBuf::from(args.next().unwrap_or_else(|| "/tmp/wrenn-fake".into()));
     tracing_subscriber_init();
     let rt = tokio::runtime::Runtime::new()?;

@@ -35,6 +35,17 @@ pub struct ControlConfig {
     pub pty_ping_interval: Duration,
 }
 
+impl Default for ControlConfig {
+    /// Listens on 127.0.0.1:8080 with data in `/var/lib/wrenn`; everything else as in
+    /// [`ControlConfig::new`].
+    fn default() -> Self {
+        Self::new(
+            SocketAddr::from(([127, 0, 0, 1], 8080)),
+            PathBuf::from("/var/lib/wrenn"),
+        )
+    }
+}
+
 impl ControlConfig {
     /// Settings with defaults for everything but the address and the data directory.
     pub fn new(listen: SocketAddr, data_dir: PathBuf) -> Self {

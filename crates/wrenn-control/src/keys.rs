@@ -67,8 +67,13 @@ pub async fn create_key(
     Ok((info, key))
 }
 
+/// Lists every key of every team.
+pub async fn list_keys(store: &Store) -> Result<Vec<KeyInfo>, KeyError> {
+    Ok(store.list_keys(None).await?)
+}
+
 /// Lists keys, all or those of the team named `team`.
-pub async fn list_keys(store: &Store, team: Option<&str>) -> Result<Vec<KeyInfo>, KeyError> {
+pub async fn list_team_keys(store: &Store, team: Option<&str>) -> Result<Vec<KeyInfo>, KeyError> {
     match team {
         None => Ok(store.list_keys(None).await?),
         Some(name) => match store.team_by_name(name).await? {

@@ -26,7 +26,9 @@ use wrenn_host::HostApi;
 
 pub use config::{ControlConfig, DEFAULT_MAX_WRITE_BYTES};
 pub use error::{ApiError, ControlError};
-pub use keys::{bootstrap_admin, create_key, list_keys, remove_key, KeyError, ADMIN_TEAM};
+pub use keys::{
+    bootstrap_admin, create_key, list_keys, list_team_keys, remove_key, KeyError, ADMIN_TEAM,
+};
 pub use state::AppState;
 pub use store::{KeyInfo, Store, StoreError};
 

@@ -5,7 +5,7 @@ mod common;
 use std::os::unix::fs::PermissionsExt;
 
 use common::{Db, Server};
-use wrenn_control::{bootstrap_admin, create_key, list_keys, remove_key, Store};
+use wrenn_control::{bootstrap_admin, create_key, list_keys, list_team_keys, remove_key, Store};
 
 async fn open(db: Db, dir: &std::path::Path) -> Store {
     match db {
@@ -50,17 +50,18 @@ async fn bootstrap_and_keys(db: Db) {
     );
 
     let (info, plain) = create_key(&store, Some("ci"), "runner").await.unwrap();
-    assert_eq!(info.key_prefix, &plain[..10]);
-    let all = list_keys(&store, None).await.unwrap();
+    assert_eq!(info.prefix, &plain[..10]);
+    assert!(chrono::DateTime::parse_from_rfc3339(&info.created_at).is_ok());
+    let all = list_keys(&store).await.unwrap();
     assert_eq!(all.len(), 2);
-    let ci = list_keys(&store, Some("ci")).await.unwrap();
+    let ci = list_team_keys(&store, Some("ci")).await.unwrap();
     assert_eq!(ci.len(), 1);
     assert_eq!(ci[0].name, "runner");
     // Only the hash is stored.
     sqlx::any::install_default_drivers();
     assert!(remove_key(&store, &info.id).await.unwrap());
     assert!(!remove_key(&store, &info.id).await.unwrap());
-    assert_eq!(list_keys(&store, Some("ci")).await.unwrap().len(), 0);
+    assert_eq!(list_team_keys(&store, Some("ci")).await.unwrap().len(), 0);
 }
 both_dbs!(bootstrap_and_keys);
 

@@ -16,7 +16,7 @@ pub struct Team {
 }
 
 /// An API key as listed (never the key itself).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct KeyInfo {
     /// `key-…`.
     pub id: String,
@@ -24,12 +24,36 @@ pub struct KeyInfo {
     pub team_id: String,
     /// Human label.
     pub name: String,
-    /// First 10 chars of the key.
-    pub key_prefix: String,
-    /// Unix milliseconds.
-    pub created_at: i64,
-    /// Unix milliseconds of the last authenticated request, if any.
-    pub last_used_at: Option<i64>,
+    /// First 10 chars of the key (`wrn_` + 6 hex).
+    pub prefix: String,
+    /// Creation time, RFC 3339 UTC.
+    pub created_at: String,
+    /// Last authenticated request, RFC 3339 UTC, if any.
+    pub last_used_at: Option<String>,
+}
+
+/// A key row as stored.
+#[derive(Debug, Clone, sqlx::FromRow)]
+struct KeyRow {
+    id: String,
+    team_id: String,
+    name: String,
+    key_prefix: String,
+    created_at: i64,
+    last_used_at: Option<i64>,
+}
+
+impl From<KeyRow> for KeyInfo {
+    fn from(r: KeyRow) -> Self {
+        KeyInfo {
+            id: r.id,
+            team_id: r.team_id,
+            name: r.name,
+            prefix: r.key_prefix,
+            created_at: crate::api::views::rfc3339(r.created_at),
+            last_used_at: r.last_used_at.map(crate::api::views::rfc3339),
+        }
+    }
 }
 
 /// A key found by its hash, with its team's name.
@@ -98,7 +122,7 @@ impl Store {
         key_prefix: &str,
         key_hash: &str,
     ) -> Result<KeyInfo, StoreError> {
-        let info = KeyInfo {
+        let row = KeyRow {
             id: crate::ids::new_id("key-"),
             team_id: team_id.to_owned(),
             name: name.to_owned(),
@@ -106,6 +130,7 @@ impl Store {
             created_at: now_ms(),
             last_used_at: None,
         };
+        let info = row.clone();
         sqlx::query(
             "INSERT INTO api_keys (id, team_id, name, key_prefix, key_hash, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6)",
@@ -119,25 +144,26 @@ impl Store {
         .execute(self.pool())
         .await
         .ctx("insert api key")?;
-        Ok(info)
+        Ok(info.into())
     }
 
     /// All keys, or a team's keys.
     pub async fn list_keys(&self, team_id: Option<&str>) -> Result<Vec<KeyInfo>, StoreError> {
         let base = "SELECT id, team_id, name, key_prefix, created_at, last_used_at FROM api_keys";
-        match team_id {
-            Some(t) => sqlx::query_as::<_, KeyInfo>(&format!(
+        let rows = match team_id {
+            Some(t) => sqlx::query_as::<_, KeyRow>(&format!(
                 "{base} WHERE team_id = $1 ORDER BY created_at"
             ))
             .bind(t)
             .fetch_all(self.pool())
             .await
             .ctx("list api keys"),
-            None => sqlx::query_as::<_, KeyInfo>(&format!("{base} ORDER BY created_at"))
+            None => sqlx::query_as::<_, KeyRow>(&format!("{base} ORDER BY created_at"))
                 .fetch_all(self.pool())
                 .await
                 .ctx("list api keys"),
-        }
+        }?;
+        Ok(rows.into_iter().map(KeyInfo::from).collect())
     }
 
     /// Deletes a key; false when there was none with this id.
