@@ -60,12 +60,31 @@ pub async fn serve_on(
     let state = AppState::new(config, store, host);
     background::reconcile(&state).await?;
     let tasks = background::spawn(state.clone());
+    let stopping = state.stopping.clone();
     let app = api::router(state);
     tracing::info!(addr = ?listener.local_addr().ok(), "control plane listening");
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(ControlError::Serve);
+    let signal = {
+        let stopping = stopping.clone();
+        async move {
+            shutdown.await;
+            tracing::info!("shutting down: ending streams, draining requests");
+            let _ = stopping.send(true);
+        }
+    };
+    let serve = axum::serve(listener, app).with_graceful_shutdown(signal);
+    // Long-lived streams end on the signal; anything still open after a grace period is cut.
+    let mut stopped = stopping.subscribe();
+    let grace = async move {
+        let _ = stopped.wait_for(|s| *s).await;
+        tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+    };
+    let result = tokio::select! {
+        r = serve => r.map_err(ControlError::Serve),
+        _ = grace => {
+            tracing::warn!("connections still open after the grace period; closing them");
+            Ok(())
+        }
+    };
     for t in tasks {
         t.abort();
     }

@@ -32,6 +32,8 @@ pub struct Inner {
     pub activity: Activity,
     /// Create admission (capacity, concurrency).
     pub admission: Admission,
+    /// Becomes true when the server shuts down; long-lived streams end on it.
+    pub stopping: tokio::sync::watch::Sender<bool>,
 }
 
 impl AppState {
@@ -46,7 +48,18 @@ impl AppState {
             events: Events::new(),
             telemetry: Telemetry::new(),
             admission,
+            stopping: tokio::sync::watch::channel(false).0,
         }))
+    }
+}
+
+impl AppState {
+    /// Resolves when the server is shutting down.
+    pub fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.stopping.subscribe();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
     }
 }
 

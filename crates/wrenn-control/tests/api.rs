@@ -1031,3 +1031,27 @@ async fn system_routes(db: Db) {
     assert!(v["error"]["message"].as_str().unwrap().contains("8080"));
 }
 both_dbs!(system_routes);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_open_event_streams() {
+    let mut s = Server::start(Db::Sqlite, FakeHost::new(8)).await;
+    let resp = s
+        .req(Method::GET, "/v1/events/stream")
+        .send()
+        .await
+        .unwrap();
+    let mut body = resp.bytes_stream();
+    let first = tokio::time::timeout(Duration::from_secs(30), body.next())
+        .await
+        .unwrap();
+    assert!(String::from_utf8_lossy(&first.unwrap().unwrap()).contains("connected"));
+    tokio::time::timeout(Duration::from_secs(120), s.stop())
+        .await
+        .expect("serve returns while an SSE client is connected");
+    // The stream ends instead of hanging.
+    let rest = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(Ok(_)) = body.next().await {}
+    })
+    .await;
+    assert!(rest.is_ok(), "event stream still open after shutdown");
+}

@@ -70,9 +70,14 @@ pub async fn pty(
     let (_, guest) = state.running_guest(&auth, &id).await?;
     let guard = state.activity.open_stream(&id);
     let ping_every = state.config.pty_ping_interval;
+    let stopped = state.stopped();
     Ok(ws.on_upgrade(move |socket| async move {
         let _guard: StreamGuard = guard;
-        run(socket, guest, ping_every).await;
+        // The session itself survives a server shutdown; only the socket ends.
+        tokio::select! {
+            _ = run(socket, guest, ping_every) => {}
+            _ = stopped => {}
+        }
     }))
 }
 

@@ -38,7 +38,8 @@ pub async fn stream(
             }
         }
     });
-    Sse::new(first.chain(rest)).keep_alive(
+    let stream = first.chain(rest).take_until(Box::pin(state.stopped()));
+    Sse::new(stream).keep_alive(
         KeepAlive::new()
             .interval(Duration::from_secs(15))
             .text("keepalive"),

@@ -69,8 +69,18 @@ pub async fn exec_stream(
     let id = params.capsule_id()?.to_owned();
     let (_, guest) = state.running_guest(&auth, &id).await?;
     let guard = state.activity.open_stream(&id);
-    Ok(ws.on_upgrade(move |mut socket| async move {
+    let stopped = state.stopped();
+    Ok(ws.on_upgrade(move |socket| async move {
         let _guard: StreamGuard = guard;
+        tokio::select! {
+            _ = exec_session(socket, guest) => {}
+            _ = stopped => {}
+        }
+    }))
+}
+
+async fn exec_session(mut socket: WebSocket, guest: wrenn_envd_client::EnvdClient) {
+    {
         let start =
             tokio::time::timeout(Duration::from_secs(60), next_client_msg(&mut socket)).await;
         let Ok(Some(ClientMsg::Start {
@@ -103,7 +113,7 @@ pub async fn exec_stream(
                 let _ = socket.close().await;
             }
         }
-    }))
+    }
 }
 
 /// `GET /v1/capsules/{id}/processes/{selector}/stream`.
@@ -119,9 +129,13 @@ pub async fn attach(
     // Attach before upgrading so an unknown process is a 404, not a closed socket.
     let stream = guest.attach(target).await?;
     let guard = state.activity.open_stream(&id);
+    let stopped = state.stopped();
     Ok(ws.on_upgrade(move |socket| async move {
         let _guard: StreamGuard = guard;
-        pump_process(socket, stream, false).await;
+        tokio::select! {
+            _ = pump_process(socket, stream, false) => {}
+            _ = stopped => {}
+        }
     }))
 }
 

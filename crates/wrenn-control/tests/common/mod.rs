@@ -167,13 +167,18 @@ impl Server {
 
     /// Stops and starts the server again over the same store and host.
     pub async fn restart(&mut self) {
+        self.stop().await;
+        self.launch(|_| {}).await;
+    }
+
+    /// Signals shutdown and waits until `serve_on` has returned.
+    pub async fn stop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
         if let Some(t) = self.task.take() {
-            let _ = t.await;
+            t.await.expect("serve task");
         }
-        self.launch(|_| {}).await;
     }
 
     /// A key for another team.
