@@ -93,14 +93,14 @@ impl ApiClient {
     }
 
     async fn send(url: &str, rb: RequestBuilder) -> Result<Vec<u8>> {
-        let resp = rb.send().await.map_err(|source| ApiError::Transport {
+        let resp = rb.send().await.map_err(|e| ApiError::Transport {
             url: url.to_string(),
-            source,
+            source: e.without_url(),
         })?;
         let status = resp.status();
-        let body = resp.bytes().await.map_err(|source| ApiError::Transport {
+        let body = resp.bytes().await.map_err(|e| ApiError::Transport {
             url: url.to_string(),
-            source,
+            source: e.without_url(),
         })?;
         if status.as_u16() >= 400 {
             return Err(error_from_body(status.as_u16(), &body));
