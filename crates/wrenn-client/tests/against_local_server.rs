@@ -21,6 +21,8 @@ fn capsule(id: &str, status: &str) -> Value {
            "timeout_sec": 0, "created_at": "2026-01-01T00:00:00Z", "metadata": {}})
 }
 
+// A test handler helper: the large error is an HTTP response handed straight back to axum.
+#[allow(clippy::result_large_err)]
 fn authorized(h: &HeaderMap) -> Result<(), Response> {
     if h.get("x-api-key").and_then(|v| v.to_str().ok()) == Some(KEY) {
         Ok(())
