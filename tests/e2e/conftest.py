@@ -218,7 +218,9 @@ def server(request: pytest.FixtureRequest) -> Iterable[Server]:
         _stop(proc)
         failed = request.session.testsfailed > 0
         if failed:
-            print(f"\n===== wrenn server log (tail of {log_path}) =====\n{srv.log_tail(300)}\n=====")
+            capman = request.config.pluginmanager.getplugin("capturemanager")
+            with capman.global_and_fixture_disabled():
+                print(f"\n===== wrenn server log (tail of {log_path}) =====\n{srv.log_tail(300)}\n=====")
         if not os.environ.get("WRENN_E2E_KEEP"):
             shutil.rmtree(data, ignore_errors=True)
             if not failed:
