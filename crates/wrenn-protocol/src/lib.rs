@@ -4,6 +4,8 @@
 //! response bodies of envd's HTTP API live in [`types`]; the framing that carries HTTP/2 over
 //! one persistent virtio-serial byte stream lives in `link` (see docs/envd-protocol.md).
 
+pub mod b64;
+pub mod link;
 pub mod types;
 
 pub use types::*;

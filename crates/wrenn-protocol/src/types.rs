@@ -37,8 +37,10 @@ pub struct ExecRequest {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExecOutput {
     /// Everything the command wrote to stdout (bytes, maybe not UTF-8).
+    #[serde(with = "crate::b64")]
     pub stdout: Vec<u8>,
     /// Everything the command wrote to stderr.
+    #[serde(with = "crate::b64")]
     pub stderr: Vec<u8>,
     /// Exit code; `128 + signal` when killed by a signal.
     pub exit_code: i32,
@@ -60,11 +62,13 @@ pub enum ProcessEvent {
     /// Bytes written to stdout.
     Stdout {
         /// Raw bytes.
+        #[serde(with = "crate::b64")]
         data: Vec<u8>,
     },
     /// Bytes written to stderr.
     Stderr {
         /// Raw bytes.
+        #[serde(with = "crate::b64")]
         data: Vec<u8>,
     },
     /// The process ended.
@@ -143,6 +147,7 @@ pub enum PtyEvent {
     /// Terminal output bytes.
     Output {
         /// Raw bytes.
+        #[serde(with = "crate::b64")]
         data: Vec<u8>,
     },
     /// The session's process ended.
@@ -226,6 +231,7 @@ pub struct RestoreRequest {
     /// Host wall clock, nanoseconds since the epoch.
     pub unix_time_ns: i64,
     /// Fresh random bytes from the host to mix into (and credit to) the guest's pool.
+    #[serde(with = "crate::b64")]
     pub entropy: Vec<u8>,
 }
 
