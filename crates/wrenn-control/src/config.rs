@@ -31,6 +31,10 @@ pub struct ControlConfig {
     pub create_queue_timeout: Duration,
     /// How long the host may take to create, pause or resume a capsule; default 180 s.
     pub host_op_timeout: Duration,
+    /// How long `POST /v1/capsules` waits for the host before answering 201 with status
+    /// `starting` (the create then finishes in the background; clients poll). Default 25 s,
+    /// under the SDK's 30 s request timeout.
+    pub create_wait: Duration,
     /// How often a PTY WebSocket is sent `{"type":"ping"}`; default 20 s.
     pub pty_ping_interval: Duration,
 }
@@ -60,6 +64,7 @@ impl ControlConfig {
             max_concurrent_creates: 4,
             create_queue_timeout: Duration::from_secs(60),
             host_op_timeout: Duration::from_secs(180),
+            create_wait: Duration::from_secs(25),
             pty_ping_interval: Duration::from_secs(20),
         }
     }

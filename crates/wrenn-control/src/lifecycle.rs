@@ -164,16 +164,67 @@ impl AppState {
             vcpus: spec.vcpus,
             memory_mb: spec.memory_mb,
         };
+        // The host call runs in its own task: a client that goes away does not leave a
+        // half-made capsule, and a slow create (a template boot under TCG) answers `starting`
+        // after `create_wait` while it finishes in the background.
+        let task = {
+            let state = self.clone();
+            let row = row.clone();
+            let actor = actor.clone();
+            tokio::spawn(async move {
+                let result = state.finish_create(&row, req, reservation).await;
+                state.telemetry.observe_lifecycle(
+                    LifecycleOp::Create,
+                    result.is_ok(),
+                    started.elapsed(),
+                );
+                state.action_event(&row, &actor, "capsule.create", &result, Vec::new());
+                result
+            })
+        };
+        match tokio::time::timeout(self.config.create_wait, task).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(e)) => Err(ApiError::internal(format!("create task failed: {e}"))),
+            Err(_) => {
+                tracing::info!(capsule = %row.id, "create still running; answering starting");
+                self.reload(&row).await
+            }
+        }
+    }
+
+    async fn finish_create(
+        &self,
+        row: &CapsuleRow,
+        req: CreateCapsule,
+        reservation: crate::admission::Reservation,
+    ) -> Result<CapsuleRow, ApiError> {
         let created =
             tokio::time::timeout(self.config.host_op_timeout, self.host.create(req)).await;
         drop(reservation);
-        let result = match created {
+        match created {
             Ok(Ok(_info)) => {
-                self.store.mark_running(&row.id).await?;
-                self.reload(&row).await
+                if self.store.start_if_starting(&row.id).await? {
+                    let new = self.reload(row).await?;
+                    self.state_changed(&new, "starting", "running");
+                    Ok(new)
+                } else {
+                    // Deleted while it was being made: do not leave it on the host.
+                    let now = self.reload(row).await?;
+                    tracing::info!(capsule = %row.id, status = %now.status, "capsule changed during create; destroying it");
+                    match self.host.destroy(&row.id).await {
+                        Ok(()) | Err(HostError::NotFound(_)) => {}
+                        Err(e) => {
+                            tracing::warn!(capsule = %row.id, error = %e, "destroy after create failed")
+                        }
+                    }
+                    Err(ApiError::invalid_state(format!(
+                        "capsule {} was {} before it finished starting",
+                        row.id, now.status
+                    )))
+                }
             }
             Ok(Err(e)) => {
-                self.abandon_create(&row, &e.to_string()).await;
+                self.abandon_create(row, &e.to_string()).await;
                 Err(ApiError::from(e))
             }
             Err(_) => {
@@ -181,14 +232,10 @@ impl AppState {
                     "host did not create the capsule within {:?}",
                     self.config.host_op_timeout
                 );
-                self.abandon_create(&row, &msg).await;
+                self.abandon_create(row, &msg).await;
                 Err(ApiError::unavailable(msg))
             }
-        };
-        self.telemetry
-            .observe_lifecycle(LifecycleOp::Create, result.is_ok(), started.elapsed());
-        self.action_event(&row, actor, "capsule.create", &result, Vec::new());
-        result
+        }
     }
 
     /// A failed create leaves nothing behind: the host's parts are destroyed, the row is
@@ -199,7 +246,12 @@ impl AppState {
             Ok(()) | Err(HostError::NotFound(_)) => {}
             Err(e) => tracing::warn!(capsule = %row.id, error = %e, "cleanup destroy failed"),
         }
-        if let Err(e) = self.store.set_status(&row.id, "error", Some(why)).await {
+        // Unless it was deleted meanwhile, it ends as `error` (never listed).
+        if let Err(e) = self
+            .store
+            .transition_err(&row.id, "starting", "error", why)
+            .await
+        {
             tracing::error!(capsule = %row.id, error = %e, "could not store failed create");
         }
     }

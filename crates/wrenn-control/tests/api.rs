@@ -1055,3 +1055,47 @@ async fn shutdown_ends_open_event_streams() {
     .await;
     assert!(rest.is_ok(), "event stream still open after shutdown");
 }
+
+async fn slow_create_answers_starting(db: Db) {
+    let mut host = FakeHost::new(8);
+    host.create_delay = Duration::from_secs(2);
+    let s = Server::start_with(db, host, |c| c.create_wait = Duration::from_millis(100)).await;
+    let c = s.create(json!({})).await;
+    assert_eq!(c["status"], "starting", "{c}");
+    let id = c["id"].as_str().unwrap().to_owned();
+    let running = s.wait_status(&id, "running").await;
+    assert!(is_zoned(&running["started_at"]));
+    // Deleted while starting: it ends stopped and the host does not keep it.
+    let c = s.create(json!({})).await;
+    let id2 = c["id"].as_str().unwrap().to_owned();
+    assert_eq!(c["status"], "starting");
+    let d = s
+        .req(Method::DELETE, &format!("/v1/capsules/{id2}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(d.status(), 204);
+    for _ in 0..600 {
+        if s.host.status(&id2).is_none() && s.get(&id2).await["status"] == "stopped" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Past the create delay, nothing brings it back.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(s.get(&id2).await["status"], "stopped");
+    assert!(
+        s.host.status(&id2).is_none(),
+        "host kept a capsule deleted during create"
+    );
+    let list: Vec<Value> = s
+        .req(Method::GET, "/v1/capsules")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list.len(), 1);
+}
+both_dbs!(slow_create_answers_starting);

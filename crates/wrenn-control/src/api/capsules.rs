@@ -52,14 +52,12 @@ fn validate(req: CreateRequest) -> Result<CreateSpec, ApiError> {
         )));
     }
     let vcpus = req.vcpus.unwrap_or(1);
-    if !(1..=64).contains(&vcpus) {
-        return Err(ApiError::invalid("vcpus must be between 1 and 64"));
+    if !(1..=32).contains(&vcpus) {
+        return Err(ApiError::invalid("vcpus must be between 1 and 32"));
     }
     let memory_mb = req.memory_mb.unwrap_or(512);
-    if !(128..=262_144).contains(&memory_mb) {
-        return Err(ApiError::invalid(
-            "memory_mb must be between 128 and 262144",
-        ));
+    if !(128..=65_536).contains(&memory_mb) {
+        return Err(ApiError::invalid("memory_mb must be between 128 and 65536"));
     }
     let timeout_sec = req.timeout_sec.unwrap_or(0);
     if !(0..=31_536_000).contains(&timeout_sec) {

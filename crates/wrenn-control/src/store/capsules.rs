@@ -185,6 +185,47 @@ impl Store {
         Ok(())
     }
 
+    /// `starting` → `running` (setting `started_at` and activity); false when the capsule is
+    /// no longer `starting` (deleted meanwhile).
+    pub async fn start_if_starting(&self, id: &str) -> Result<bool, StoreError> {
+        let now = now_ms();
+        let r = sqlx::query(
+            "UPDATE capsules SET status = 'running', error = NULL, last_updated = $1, \
+             last_active_at = $2, started_at = COALESCE(started_at, $3) \
+             WHERE id = $4 AND status = 'starting'",
+        )
+        .bind(now)
+        .bind(now)
+        .bind(now)
+        .bind(id)
+        .execute(self.pool())
+        .await
+        .ctx("mark capsule started")?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    /// Sets status `to` with an error text, only if the status is `from`.
+    pub async fn transition_err(
+        &self,
+        id: &str,
+        from: &str,
+        to: &str,
+        error: &str,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "UPDATE capsules SET status = $1, error = $2, last_updated = $3 WHERE id = $4 AND status = $5",
+        )
+        .bind(to)
+        .bind(error)
+        .bind(now_ms())
+        .bind(id)
+        .bind(from)
+        .execute(self.pool())
+        .await
+        .ctx("transition capsule status")?;
+        Ok(r.rows_affected() > 0)
+    }
+
     /// Records activity on a capsule now.
     pub async fn touch_capsule(&self, id: &str) -> Result<(), StoreError> {
         sqlx::query("UPDATE capsules SET last_active_at = $1 WHERE id = $2")
