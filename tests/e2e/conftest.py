@@ -175,6 +175,10 @@ def server(request: pytest.FixtureRequest) -> Iterable[Server]:
     # A short path on disk: VM memory files and QMP sockets (path length limit) live here.
     data = Path(tempfile.mkdtemp(prefix="we2e-", dir="/var/tmp"))
     (data / "images").symlink_to(shared)
+    # Base template snapshots are shared too: the server then starts without a cold boot.
+    shared_templates = shared.parent / "templates"
+    shared_templates.mkdir(parents=True, exist_ok=True)
+    (data / "templates").symlink_to(shared_templates)
     log_path = data.parent / f"{data.name}.log"
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
@@ -216,6 +220,8 @@ def server(request: pytest.FixtureRequest) -> Iterable[Server]:
     finally:
         _destroy_everything(srv)
         _stop(proc)
+        # VMMs are daemonized and outlive the server: end any this session left behind.
+        subprocess.run(["pkill", "-9", "-f", f"{data}/capsules/"], check=False)
         failed = request.session.testsfailed > 0
         if failed:
             capman = request.config.pluginmanager.getplugin("capturemanager")

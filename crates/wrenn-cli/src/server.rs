@@ -1,0 +1,89 @@
+//! `wrenn server`: control plane + local host agent + store in one process.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::{envd_path, DataOpts};
+
+/// Arguments of `wrenn server`.
+#[derive(clap::Args)]
+pub struct ServerArgs {
+    /// Address to serve the API on.
+    #[arg(long, env = "WRENN_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub data: DataOpts,
+    /// The static envd binary to bake into guest images.
+    #[arg(long, env = "WRENN_ENVD")]
+    pub envd: Option<PathBuf>,
+    /// Domain of port URLs (`<port>-<capsule>.<domain>`).
+    #[arg(long, env = "WRENN_PROXY_DOMAIN")]
+    pub proxy_domain: Option<String>,
+}
+
+/// Opens the store named by the options: PostgreSQL when a URL is given, else SQLite in the
+/// data dir.
+pub async fn open_store(data: &DataOpts) -> anyhow::Result<wrenn_control::Store> {
+    std::fs::create_dir_all(&data.data_dir)
+        .with_context(|| format!("creating data dir {}", data.data_dir.display()))?;
+    let url = match &data.database_url {
+        Some(u) => u.clone(),
+        None => format!(
+            "sqlite://{}?mode=rwc",
+            data.data_dir.join("wrenn.db").display()
+        ),
+    };
+    wrenn_control::Store::open(&url)
+        .await
+        .context("opening the store")
+}
+
+/// Prepares what is missing, then serves until SIGINT/SIGTERM.
+pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let envd = envd_path::resolve(args.envd)?;
+    let data_dir = args.data.data_dir.clone();
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating data dir {}", data_dir.display()))?;
+    eprintln!(
+        "preparing the host in {} (first start builds images: a few minutes)",
+        data_dir.display()
+    );
+    let cfg = wrenn_agent::AgentConfig::new(&data_dir, envd);
+    let agent = wrenn_agent::CapsuleManager::open(cfg)
+        .await
+        .context("starting the host agent")?;
+    agent
+        .prepare("minimal", 1, 512)
+        .await
+        .context("preparing the minimal template")?;
+    let store = open_store(&args.data).await?;
+    wrenn_control::bootstrap_admin(&store, &data_dir)
+        .await
+        .context("creating the admin key")?;
+    let config = wrenn_control::ControlConfig {
+        listen: args.listen,
+        data_dir: data_dir.clone(),
+        database_url: args.data.database_url.clone(),
+        proxy_domain: args.proxy_domain,
+        ..wrenn_control::ControlConfig::default()
+    };
+    eprintln!("serving the Wrenn API on http://{}", args.listen);
+    wrenn_control::serve(config, store, Arc::new(agent), shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("shutting down; capsules keep running and are re-adopted at the next start");
+}
