@@ -85,6 +85,23 @@ async fn capsule_lifecycle(db: Db) {
         "invalid_state",
     )
     .await;
+    for ws_path in ["pty", "exec/stream", "processes/1/stream"] {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut req = format!(
+            "{}/v1/capsules/{id}/{ws_path}",
+            s.base.replace("http://", "ws://")
+        )
+        .into_client_request()
+        .unwrap();
+        req.headers_mut()
+            .insert("X-API-Key", s.key.parse().unwrap());
+        match tokio_tungstenite::connect_async(req).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+                assert_eq!(resp.status(), 409, "{ws_path} on a paused capsule")
+            }
+            other => panic!("{ws_path}: expected 409, got {:?}", other.map(|_| ())),
+        }
+    }
     let r = s
         .req(Method::POST, &format!("/v1/capsules/{id}/resume"))
         .send()
