@@ -4,18 +4,27 @@
 //! virtio-serial port's Unix socket on the host). It is cheap to clone; every call is a
 //! separate HTTP/2 stream, so calls run concurrently.
 //!
-//! NOTE: the bodies below are being written; the signatures are the contract other crates
-//! code against.
+//! Transport: the link layer of `wrenn_protocol::link` (HELLO/ACK session, DATA frames) under
+//! HTTP/2; routes and encodings are described in docs/envd-protocol.md.
+
+mod conn;
 
 use std::path::Path;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::stream::BoxStream;
+use futures::StreamExt;
+use http::Method;
+use http_body_util::{BodyExt, StreamBody};
 use wrenn_protocol::{
     EntryInfo, EnvdErrorBody, ExecOutput, ExecRequest, Health, Metrics, ProcessEvent, ProcessInfo,
-    ProcessSelector, PtyEvent, PtyStart, RestoreRequest, WriteOptions,
+    ProcessSelector, PtyEvent, PtyResize, PtyStart, RestoreRequest, SignalRequest, WriteOptions,
+    HEADER_PID, HEADER_TAG,
 };
+
+use conn::{empty, enc, json_body, ndjson, raw, Conn};
 
 /// What can go wrong talking to envd.
 #[derive(Debug, thiserror::Error)]
@@ -58,69 +67,204 @@ pub struct PtySession {
 /// Client of one envd.
 #[derive(Clone)]
 pub struct EnvdClient {
-    _private: (),
+    conn: Arc<Conn>,
 }
 
-#[allow(unused_variables, clippy::unused_async)]
+impl std::fmt::Debug for EnvdClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnvdClient")
+            .field("session", &self.conn.link.session())
+            .finish()
+    }
+}
+
+fn selector(sel: &ProcessSelector) -> String {
+    match sel {
+        ProcessSelector::Pid(p) => p.to_string(),
+        ProcessSelector::Tag(t) => enc(t),
+    }
+}
+
+fn process_error(message: String) -> Option<ProcessEvent> {
+    Some(ProcessEvent::Error { message })
+}
+
+fn pty_error(message: String) -> Option<PtyEvent> {
+    tracing::debug!("pty stream ended: {message}");
+    None
+}
+
 impl EnvdClient {
     /// Connects to envd through a Unix socket (the VMM's agent-port socket, or envd's
     /// `--listen-unix` socket in tests), retrying until `timeout`, and checks its health.
     pub async fn connect(socket: &Path, timeout: Duration) -> Result<Self, EnvdError> {
-        unimplemented!()
+        let deadline = Instant::now() + timeout;
+        let conn = Conn::open(socket, timeout).await?;
+        let client = Self { conn };
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_secs(1));
+        let health = tokio::time::timeout(left, client.health())
+            .await
+            .map_err(|_| EnvdError::Timeout(timeout))??;
+        if health.protocol != wrenn_protocol::PROTOCOL_VERSION {
+            return Err(EnvdError::Protocol(format!(
+                "envd {} speaks protocol {}, this host speaks {}",
+                health.version,
+                health.protocol,
+                wrenn_protocol::PROTOCOL_VERSION
+            )));
+        }
+        Ok(client)
     }
+
+    /// True once the channel under this client broke (reconnect with [`EnvdClient::connect`]).
+    pub fn is_closed(&self) -> bool {
+        self.conn.link.is_closed()
+    }
+
+    /// A raw round trip over the channel (an ECHO frame, no HTTP/2): the baseline latency.
+    pub async fn echo(&self, payload: Bytes) -> Result<Duration, EnvdError> {
+        let t = Instant::now();
+        let back = self
+            .conn
+            .link
+            .echo(&payload)
+            .await
+            .map_err(|e| EnvdError::Channel(e.to_string()))?;
+        if back != payload {
+            return Err(EnvdError::Protocol("echo came back different".into()));
+        }
+        Ok(t.elapsed())
+    }
+
     /// Health and version.
     pub async fn health(&self) -> Result<Health, EnvdError> {
-        unimplemented!()
+        self.conn.json(Method::GET, "/health", None::<&()>).await
     }
+
     /// Runs a command to completion and collects its output.
     pub async fn exec(&self, req: ExecRequest) -> Result<ExecOutput, EnvdError> {
-        unimplemented!()
+        self.conn.json(Method::POST, "/exec", Some(&req)).await
     }
+
+    async fn process_stream(
+        &self,
+        method: Method,
+        path: &str,
+        body: conn::ReqBody,
+    ) -> Result<ProcessStream, EnvdError> {
+        let resp = self.conn.send(method, path, body).await?;
+        let mut events = ndjson(resp.into_body(), self.conn.clone(), process_error);
+        match events.next().await {
+            Some(ProcessEvent::Started { pid }) => Ok(ProcessStream { pid, events }),
+            Some(ProcessEvent::Error { message }) => Err(EnvdError::Channel(message)),
+            other => Err(EnvdError::Protocol(format!(
+                "{path}: expected a started event, got {other:?}"
+            ))),
+        }
+    }
+
     /// Runs a command and streams its output; dropping the stream kills the process group.
     pub async fn exec_stream(&self, req: ExecRequest) -> Result<ProcessStream, EnvdError> {
-        unimplemented!()
+        self.process_stream(Method::POST, "/exec/stream", json_body(Some(&req))?)
+            .await
     }
+
     /// Starts a background process (output buffered in the guest for later attach).
     pub async fn start_background(&self, req: ExecRequest) -> Result<ProcessInfo, EnvdError> {
-        unimplemented!()
+        self.conn.json(Method::POST, "/processes", Some(&req)).await
     }
+
     /// Background processes and PTY sessions still running.
     pub async fn list_processes(&self) -> Result<Vec<ProcessInfo>, EnvdError> {
-        unimplemented!()
+        self.conn.json(Method::GET, "/processes", None::<&()>).await
     }
+
     /// Sends a signal (e.g. `libc::SIGTERM`) to a tracked process's group.
     pub async fn signal(&self, target: ProcessSelector, signal: i32) -> Result<(), EnvdError> {
-        unimplemented!()
+        let path = format!("/processes/{}/signal", selector(&target));
+        self.conn
+            .unit(
+                Method::POST,
+                &path,
+                json_body(Some(&SignalRequest { signal }))?,
+            )
+            .await
     }
+
     /// Attaches to a background process: replays buffered output, then follows it.
     /// Dropping the stream does not kill the process.
     pub async fn attach(&self, target: ProcessSelector) -> Result<ProcessStream, EnvdError> {
-        unimplemented!()
+        let path = format!("/processes/{}/attach", selector(&target));
+        self.process_stream(Method::GET, &path, empty()).await
     }
+
+    async fn pty_stream(
+        &self,
+        method: Method,
+        path: &str,
+        body: conn::ReqBody,
+    ) -> Result<PtySession, EnvdError> {
+        let resp = self.conn.send(method, path, body).await?;
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let tag = header(HEADER_TAG)
+            .ok_or_else(|| EnvdError::Protocol(format!("{path}: no {HEADER_TAG} header")))?;
+        let pid = header(HEADER_PID)
+            .and_then(|p| p.parse().ok())
+            .ok_or_else(|| EnvdError::Protocol(format!("{path}: no {HEADER_PID} header")))?;
+        let output = ndjson(resp.into_body(), self.conn.clone(), pty_error);
+        Ok(PtySession { tag, pid, output })
+    }
+
     /// Starts a PTY session and attaches to it.
     pub async fn pty_start(&self, req: PtyStart) -> Result<PtySession, EnvdError> {
-        unimplemented!()
+        self.pty_stream(Method::POST, "/pty", json_body(Some(&req))?)
+            .await
     }
+
     /// Reattaches to a PTY session by tag (recent output is replayed).
     pub async fn pty_connect(&self, tag: &str) -> Result<PtySession, EnvdError> {
-        unimplemented!()
+        self.pty_stream(Method::GET, &format!("/pty/{}", enc(tag)), empty())
+            .await
     }
+
     /// Sends keystrokes to a PTY session.
     pub async fn pty_input(&self, tag: &str, data: Bytes) -> Result<(), EnvdError> {
-        unimplemented!()
+        self.conn
+            .unit(Method::POST, &format!("/pty/{}/input", enc(tag)), raw(data))
+            .await
     }
+
     /// Resizes a PTY session's terminal.
     pub async fn pty_resize(&self, tag: &str, cols: u16, rows: u16) -> Result<(), EnvdError> {
-        unimplemented!()
+        let body = json_body(Some(&PtyResize { cols, rows }))?;
+        self.conn
+            .unit(Method::POST, &format!("/pty/{}/resize", enc(tag)), body)
+            .await
     }
+
     /// Kills a PTY session's process.
     pub async fn pty_kill(&self, tag: &str) -> Result<(), EnvdError> {
-        unimplemented!()
+        self.conn
+            .unit(Method::POST, &format!("/pty/{}/kill", enc(tag)), empty())
+            .await
     }
+
     /// Streams a file's bytes.
     pub async fn read_file(&self, path: &str) -> Result<ByteStream, EnvdError> {
-        unimplemented!()
+        let resp = self
+            .conn
+            .send(Method::GET, &format!("/files?path={}", enc(path)), empty())
+            .await?;
+        Ok(conn::byte_stream(resp.into_body(), self.conn.clone()))
     }
+
     /// Writes a file from a stream of bytes (created or truncated; parents created).
     pub async fn write_file(
         &self,
@@ -128,30 +272,86 @@ impl EnvdClient {
         opts: WriteOptions,
         body: BoxStream<'static, Result<Bytes, std::io::Error>>,
     ) -> Result<EntryInfo, EnvdError> {
-        unimplemented!()
+        let mut q = format!("/files?path={}", enc(path));
+        if let Some(m) = opts.mode {
+            q.push_str(&format!("&mode={m}"));
+        }
+        if let Some(o) = &opts.owner {
+            q.push_str(&format!("&owner={}", enc(o)));
+        }
+        if let Some(t) = opts.modified_at {
+            q.push_str(&format!("&modified_at={t}"));
+        }
+        if let Some(c) = opts.create_parents {
+            q.push_str(&format!("&create_parents={c}"));
+        }
+        let body = BodyExt::boxed_unsync(StreamBody::new(
+            body.map(|r| r.map(hyper::body::Frame::data)),
+        ));
+        let resp = self.conn.send(Method::PUT, &q, body).await?;
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| EnvdError::Channel(format!("write {path}: {e}")))?
+            .to_bytes();
+        serde_json::from_slice(&bytes)
+            .map_err(|e| EnvdError::Protocol(format!("write {path}: {e}")))
     }
+
     /// Stat of one path (symlinks not followed).
     pub async fn stat(&self, path: &str) -> Result<EntryInfo, EnvdError> {
-        unimplemented!()
+        self.conn
+            .json(
+                Method::GET,
+                &format!("/files/stat?path={}", enc(path)),
+                None::<&()>,
+            )
+            .await
     }
+
     /// Entries under a directory, down to `depth` levels (1 = direct children).
     pub async fn list(&self, path: &str, depth: u32) -> Result<Vec<EntryInfo>, EnvdError> {
-        unimplemented!()
+        self.conn
+            .json(
+                Method::GET,
+                &format!("/files/list?path={}&depth={depth}", enc(path)),
+                None::<&()>,
+            )
+            .await
     }
+
     /// Creates a directory and its parents; `AlreadyExists` when it exists.
     pub async fn mkdir(&self, path: &str) -> Result<EntryInfo, EnvdError> {
-        unimplemented!()
+        self.conn
+            .json(
+                Method::POST,
+                &format!("/files/mkdir?path={}", enc(path)),
+                None::<&()>,
+            )
+            .await
     }
+
     /// Removes a file or a directory tree.
     pub async fn remove(&self, path: &str) -> Result<(), EnvdError> {
-        unimplemented!()
+        self.conn
+            .unit(
+                Method::DELETE,
+                &format!("/files?path={}", enc(path)),
+                empty(),
+            )
+            .await
     }
+
     /// CPU, memory and disk use.
     pub async fn metrics(&self) -> Result<Metrics, EnvdError> {
-        unimplemented!()
+        self.conn.json(Method::GET, "/metrics", None::<&()>).await
     }
+
     /// After a restore: sets the clock and re-seeds the random pool.
     pub async fn restore(&self, req: RestoreRequest) -> Result<(), EnvdError> {
-        unimplemented!()
+        self.conn
+            .unit(Method::POST, "/restore", json_body(Some(&req))?)
+            .await
     }
 }

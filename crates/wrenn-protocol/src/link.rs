@@ -7,5 +7,23 @@
 pub mod frame;
 pub mod guest;
 pub mod host;
+mod writer;
 
 pub use frame::{Frame, FrameDecoder, FrameKind};
+
+/// Buffer size of the in-process pipes between the link and HTTP/2, and of transport reads.
+pub const IO_BUF: usize = 256 * 1024;
+
+/// What can go wrong on the link.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// Reading or writing the transport failed.
+    #[error("agent channel i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// The other side closed the transport.
+    #[error("agent channel closed")]
+    Closed,
+    /// The guest did not acknowledge the session in time.
+    #[error("guest did not acknowledge the link session within {0:?}")]
+    NoAck(std::time::Duration),
+}

@@ -264,3 +264,24 @@ pub struct EnvdErrorBody {
     /// Human text naming what failed.
     pub message: String,
 }
+
+/// `POST /processes/{pid or tag}/signal`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignalRequest {
+    /// Signal number, e.g. 15 for SIGTERM.
+    pub signal: i32,
+}
+
+/// `POST /pty/{tag}/resize`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PtyResize {
+    /// Terminal columns.
+    pub cols: u16,
+    /// Terminal rows.
+    pub rows: u16,
+}
+
+/// Response header carrying a PTY session's tag (on `POST /pty` and `GET /pty/{tag}`).
+pub const HEADER_TAG: &str = "x-wrenn-tag";
+/// Response header carrying a PTY session's pid.
+pub const HEADER_PID: &str = "x-wrenn-pid";

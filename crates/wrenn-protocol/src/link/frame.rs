@@ -1,14 +1,17 @@
-//! Frame format: `"WRN1"` · kind u8 · session u64 LE · length u32 LE · payload · CRC-32 u32 LE
-//! (the CRC covers kind, session, length and payload).
+//! Frame format: `"WRN1"` · kind u8 · session u64 LE · length u32 LE · header CRC-32 u32 LE ·
+//! payload · payload CRC-32 u32 LE. The header CRC covers kind, session and length, so a
+//! corrupt or stale header is rejected at once instead of swallowing `length` bytes.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 /// Start of every frame.
 pub const MAGIC: &[u8; 4] = b"WRN1";
 /// Header bytes before the payload.
-pub const HEADER: usize = 4 + 1 + 8 + 4;
+pub const HEADER: usize = 4 + 1 + 8 + 4 + 4;
 /// Largest payload of one frame.
-pub const MAX_PAYLOAD: usize = 256 * 1024;
+pub const MAX_PAYLOAD: usize = 128 * 1024;
+/// Bytes after the payload (its CRC).
+pub const TRAILER: usize = 4;
 
 /// What a frame is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,15 +66,16 @@ impl Frame {
     /// Appends the encoded frame to `out`.
     pub fn encode(&self, out: &mut BytesMut) {
         debug_assert!(self.payload.len() <= MAX_PAYLOAD);
-        out.reserve(HEADER + self.payload.len() + 4);
+        out.reserve(HEADER + self.payload.len() + TRAILER);
         out.put_slice(MAGIC);
         let start = out.len();
         out.put_u8(self.kind as u8);
         out.put_u64_le(self.session);
         out.put_u32_le(self.payload.len() as u32);
+        let hcrc = crc32fast::hash(&out[start..]);
+        out.put_u32_le(hcrc);
         out.put_slice(&self.payload);
-        let crc = crc32fast::hash(&out[start..]);
-        out.put_u32_le(crc);
+        out.put_u32_le(crc32fast::hash(&self.payload));
     }
 
     /// Encodes into a fresh buffer.
@@ -129,23 +133,23 @@ impl FrameDecoder {
                 return None;
             }
             let kind = self.buf[4];
-            let session = u64::from_le_bytes(self.buf[5..13].try_into().unwrap_or_default());
-            let len = u32::from_le_bytes(self.buf[13..17].try_into().unwrap_or_default()) as usize;
-            let Some(kind) = FrameKind::from_u8(kind).filter(|_| len <= MAX_PAYLOAD) else {
+            let session = le_u64(&self.buf[5..13]);
+            let len = le_u32(&self.buf[13..17]) as usize;
+            let hcrc = le_u32(&self.buf[17..21]);
+            let valid = crc32fast::hash(&self.buf[4..17]) == hcrc && len <= MAX_PAYLOAD;
+            let Some(kind) = FrameKind::from_u8(kind).filter(|_| valid) else {
                 self.skip_one();
                 continue;
             };
-            if self.buf.len() < HEADER + len + 4 {
+            if self.buf.len() < HEADER + len + TRAILER {
                 return None;
             }
             let crc_at = HEADER + len;
-            let want =
-                u32::from_le_bytes(self.buf[crc_at..crc_at + 4].try_into().unwrap_or_default());
-            if crc32fast::hash(&self.buf[4..crc_at]) != want {
+            if crc32fast::hash(&self.buf[HEADER..crc_at]) != le_u32(&self.buf[crc_at..crc_at + 4]) {
                 self.skip_one();
                 continue;
             }
-            let mut whole = self.buf.split_to(crc_at + 4);
+            let mut whole = self.buf.split_to(crc_at + TRAILER);
             whole.advance(HEADER);
             whole.truncate(len);
             return Some(Frame {
@@ -160,6 +164,18 @@ impl FrameDecoder {
         self.skipped += 1;
         self.buf.advance(1);
     }
+}
+
+fn le_u32(b: &[u8]) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[..4]);
+    u32::from_le_bytes(a)
+}
+
+fn le_u64(b: &[u8]) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[..8]);
+    u64::from_le_bytes(a)
 }
 
 fn find_magic(buf: &[u8]) -> Option<usize> {
@@ -188,7 +204,7 @@ mod tests {
             Frame {
                 kind: FrameKind::Data,
                 session: 7,
-                payload: Bytes::from(vec![0xab; 70_000]),
+                payload: Bytes::from(vec![0xab; MAX_PAYLOAD]),
             },
             Frame::control(FrameKind::Ack, u64::MAX),
         ]
@@ -215,6 +231,34 @@ mod tests {
     }
 
     #[test]
+    fn split_in_two_at_every_byte() {
+        let small = vec![
+            Frame::control(FrameKind::Hello, 9),
+            Frame {
+                kind: FrameKind::Data,
+                session: 9,
+                payload: Bytes::from_static(b"WRN1 in a payload"),
+            },
+            Frame::control(FrameKind::Ack, 9),
+        ];
+        let mut wire = BytesMut::new();
+        for f in &small {
+            f.encode(&mut wire);
+        }
+        for at in 0..=wire.len() {
+            let mut d = FrameDecoder::new();
+            let mut got = Vec::new();
+            for part in [&wire[..at], &wire[at..]] {
+                d.push(part);
+                while let Some(f) = d.next_frame() {
+                    got.push(f);
+                }
+            }
+            assert_eq!(got, small, "split at {at}");
+        }
+    }
+
+    #[test]
     fn resyncs_after_garbage_fake_magic_and_corruption() {
         let mut wire = BytesMut::from(&b"garbage WRN1\x03 more garbage WR"[..]);
         let mut corrupt = Frame {
@@ -226,6 +270,10 @@ mod tests {
         .to_vec();
         let n = corrupt.len();
         corrupt[n - 6] ^= 1;
+        // A header whose length was corrupted must not swallow the frames after it.
+        let mut bad_len = Frame::control(FrameKind::Data, 1).to_bytes().to_vec();
+        bad_len[14] = 0x10;
+        wire.extend_from_slice(&bad_len);
         wire.extend_from_slice(&corrupt);
         for f in frames() {
             f.encode(&mut wire);

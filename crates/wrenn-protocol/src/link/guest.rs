@@ -1,189 +1,145 @@
-//! Guest side of the link: one session at a time. A HELLO with a new session id drops the
-//! current session (its HTTP/2 server is aborted) and starts a fresh one.
+//! Guest side of the link: answers HELLO with ACK, binds one HTTP/2 connection to the
+//! current session, drops DATA of other sessions and echoes ECHO frames.
 
-use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, WriteHalf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream, WriteHalf};
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
+use tokio::task::{AbortHandle, JoinHandle};
 
 use super::frame::{Frame, FrameDecoder, FrameKind, MAX_PAYLOAD};
+use super::writer::{write_loop, Outgoing};
+use super::{LinkError, IO_BUF};
 
+/// The session the guest is serving.
 struct Session {
     id: u64,
-    to_server: WriteHalf<DuplexStream>,
-    server: JoinHandle<()>,
+    inbound: WriteHalf<DuplexStream>,
+    server: AbortHandle,
     pump: JoinHandle<()>,
 }
 
-impl Drop for Session {
-    fn drop(&mut self) {
+impl Session {
+    fn end(self) {
         self.server.abort();
         self.pump.abort();
     }
 }
 
-/// Serves the link: `input` yields bytes received from the host (it ends when the connection
-/// does), `output` takes encoded frames to send. `start_server` is given each new session's
-/// byte stream and returns the task serving HTTP/2 on it.
-pub async fn serve<F>(
-    mut input: mpsc::Receiver<Bytes>,
-    output: mpsc::Sender<Bytes>,
-    mut start_server: F,
-) where
-    F: FnMut(DuplexStream) -> JoinHandle<()>,
+/// Serves the link on `transport` until it ends (EOF) or fails.
+///
+/// For every new session, `on_session` gets the session id and the byte stream of its HTTP/2
+/// connection; it starts a server on it and returns the handle that aborts that server when a
+/// newer session replaces it (or the transport ends).
+pub async fn serve<T, F>(transport: T, mut on_session: F) -> Result<(), LinkError>
+where
+    T: AsyncRead + AsyncWrite + Send + 'static,
+    F: FnMut(u64, DuplexStream) -> AbortHandle,
 {
-    let mut dec = FrameDecoder::new();
-    let mut current: Option<Session> = None;
-    while let Some(chunk) = input.recv().await {
-        dec.push(&chunk);
-        while let Some(f) = dec.next_frame() {
-            match f.kind {
+    let (mut rd, wr) = tokio::io::split(transport);
+    let current = Arc::new(AtomicU64::new(0));
+    let (tx, rx) = mpsc::channel::<Outgoing>(64);
+    let writer = tokio::spawn(write_loop(wr, rx, current.clone()));
+    let mut session: Option<Session> = None;
+    let mut decoder = FrameDecoder::new();
+    let mut buf = vec![0u8; IO_BUF];
+    let result = loop {
+        let n = match rd.read(&mut buf).await {
+            Ok(0) => break Ok(()),
+            Ok(n) => n,
+            Err(e) => break Err(LinkError::Io(e)),
+        };
+        decoder.push(&buf[..n]);
+        while let Some(frame) = decoder.next_frame() {
+            match frame.kind {
                 FrameKind::Hello => {
-                    if current.as_ref().map(|s| s.id) != Some(f.session) {
-                        drop(current.take()); // aborts the old session
-                        let (mine, theirs) = tokio::io::duplex(4 << 20);
-                        let (mut from_server, to_server) = tokio::io::split(mine);
-                        let server = start_server(theirs);
-                        let out = output.clone();
-                        let id = f.session;
-                        let pump = tokio::spawn(async move {
-                            let mut buf = vec![0u8; MAX_PAYLOAD];
-                            loop {
-                                match from_server.read(&mut buf).await {
-                                    Ok(0) | Err(_) => return,
-                                    Ok(n) => {
-                                        let frame = Frame {
-                                            kind: FrameKind::Data,
-                                            session: id,
-                                            payload: Bytes::copy_from_slice(&buf[..n]),
-                                        };
-                                        if out.send(frame.to_bytes()).await.is_err() {
-                                            return;
-                                        }
-                                    }
-                                }
-                            }
-                        });
-                        tracing::info!(session = id, "new host session");
-                        current = Some(Session {
-                            id,
-                            to_server,
-                            server,
-                            pump,
-                        });
+                    if session.as_ref().map(|s| s.id) != Some(frame.session) {
+                        if let Some(old) = session.take() {
+                            tracing::info!(
+                                old = old.id,
+                                new = frame.session,
+                                "link: new session replaces the old one"
+                            );
+                            old.end();
+                        }
+                        current.store(frame.session, Ordering::SeqCst);
+                        session = Some(open(frame.session, &tx, &mut on_session));
                     }
-                    let _ = output
-                        .send(Frame::control(FrameKind::Ack, f.session).to_bytes())
+                    let _ = tx
+                        .send(Outgoing::Frame(Frame::control(
+                            FrameKind::Ack,
+                            frame.session,
+                        )))
                         .await;
                 }
-                FrameKind::Data => {
-                    if let Some(s) = current.as_mut().filter(|s| s.id == f.session) {
-                        if s.to_server.write_all(&f.payload).await.is_err() {
-                            current = None;
+                FrameKind::Data => match session.as_mut() {
+                    Some(s) if s.id == frame.session => {
+                        if let Err(e) = s.inbound.write_all(&frame.payload).await {
+                            tracing::debug!("link: session {} input closed: {e}", s.id);
                         }
                     }
-                }
+                    _ => tracing::trace!(session = frame.session, "link: dropped stale data"),
+                },
                 FrameKind::Echo => {
                     let reply = Frame {
                         kind: FrameKind::EchoReply,
-                        session: f.session,
-                        payload: f.payload,
+                        session: frame.session,
+                        payload: frame.payload,
                     };
-                    let _ = output.send(reply.to_bytes()).await;
+                    let _ = tx.send(Outgoing::Frame(reply)).await;
                 }
                 FrameKind::Ack | FrameKind::EchoReply => {}
             }
         }
+    };
+    if let Some(s) = session.take() {
+        s.end();
+    }
+    drop(tx);
+    // Let queued frames go out when the transport still works, but do not wait forever.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), writer).await;
+    result
+}
+
+/// Opens session `id`: an in-process pipe whose far end goes to the HTTP/2 server.
+fn open<F>(id: u64, tx: &mpsc::Sender<Outgoing>, on_session: &mut F) -> Session
+where
+    F: FnMut(u64, DuplexStream) -> AbortHandle,
+{
+    let (ours, theirs) = tokio::io::duplex(IO_BUF);
+    let (rd, inbound) = tokio::io::split(ours);
+    let server = on_session(id, theirs);
+    let pump = tokio::spawn(pump_out(id, rd, tx.clone()));
+    Session {
+        id,
+        inbound,
+        server,
+        pump,
     }
 }
 
-/// Drains `rx` into a writer, batching queued frames into large writes.
-pub async fn write_frames<W: tokio::io::AsyncWrite + Unpin>(
-    mut rx: mpsc::Receiver<Bytes>,
-    mut w: W,
+/// Moves what the HTTP/2 side writes into DATA frames.
+pub(crate) async fn pump_out<R: AsyncRead + Unpin>(
+    session: u64,
+    mut rd: R,
+    tx: mpsc::Sender<Outgoing>,
 ) {
-    let mut batch = BytesMut::new();
-    while let Some(first) = rx.recv().await {
-        batch.extend_from_slice(&first);
-        while batch.len() < 1 << 20 {
-            match rx.try_recv() {
-                Ok(more) => batch.extend_from_slice(&more),
-                Err(_) => break,
-            }
-        }
-        if w.write_all(&batch).await.is_err() {
-            return;
-        }
-        batch.clear();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    /// Runs a guest link over an in-memory connection whose server echoes bytes back
-    /// upper-cased; returns the host's end.
-    fn guest() -> DuplexStream {
-        let (host_end, guest_end) = tokio::io::duplex(1 << 20);
-        let (mut rd, wr) = tokio::io::split(guest_end);
-        let (in_tx, in_rx) = mpsc::channel(16);
-        let (out_tx, out_rx) = mpsc::channel(16);
-        tokio::spawn(async move {
-            let mut buf = vec![0u8; 4096];
-            loop {
-                match rd.read(&mut buf).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => {
-                        if in_tx.send(Bytes::copy_from_slice(&buf[..n])).await.is_err() {
-                            return;
-                        }
-                    }
+    let mut buf = vec![0u8; MAX_PAYLOAD];
+    loop {
+        match rd.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                let frame = Frame {
+                    kind: FrameKind::Data,
+                    session,
+                    payload: Bytes::copy_from_slice(&buf[..n]),
+                };
+                if tx.send(Outgoing::Frame(frame)).await.is_err() {
+                    return;
                 }
             }
-        });
-        tokio::spawn(write_frames(out_rx, wr));
-        tokio::spawn(serve(in_rx, out_tx, |stream| {
-            tokio::spawn(async move {
-                let (mut r, mut w) = tokio::io::split(stream);
-                let mut buf = vec![0u8; 1024];
-                while let Ok(n) = r.read(&mut buf).await {
-                    if n == 0 || w.write_all(&buf[..n].to_ascii_uppercase()).await.is_err() {
-                        return;
-                    }
-                }
-            })
-        }));
-        host_end
-    }
-
-    #[tokio::test]
-    async fn sessions_echo_and_stale_data_are_handled() {
-        let conn = guest();
-        let (rd, mut wr) = tokio::io::split(conn);
-        // Stale data of an unknown session and garbage before the HELLO are dropped.
-        wr.write_all(
-            &Frame {
-                kind: FrameKind::Data,
-                session: 99,
-                payload: Bytes::from_static(b"stale"),
-            }
-            .to_bytes(),
-        )
-        .await
-        .unwrap();
-        wr.write_all(b"\x00garbage").await.unwrap();
-        let conn = tokio::io::join(rd, wr);
-        let link = super::super::host::connect(conn, Duration::from_secs(5))
-            .await
-            .unwrap();
-        let rtt = link.echo.echo(Bytes::from_static(b"x")).await.unwrap();
-        assert!(rtt < Duration::from_secs(5));
-        let (mut r, mut w) = tokio::io::split(link.stream);
-        w.write_all(b"hello").await.unwrap();
-        let mut got = [0u8; 5];
-        r.read_exact(&mut got).await.unwrap();
-        assert_eq!(&got, b"HELLO");
+        }
     }
 }

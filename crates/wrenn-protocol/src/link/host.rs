@@ -1,181 +1,239 @@
-//! Host side of the link: open a session over a fresh connection to the agent channel and
-//! expose its HTTP/2 byte stream as an in-memory duplex stream.
+//! Host side of the link: opens a session with HELLO (resent until the guest answers ACK),
+//! then carries the session's HTTP/2 bytes in DATA frames. Also measures raw round trips with
+//! ECHO frames.
 
-use std::collections::VecDeque;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream};
-use tokio::sync::{mpsc, oneshot};
+use bytes::{BufMut, Bytes, BytesMut};
+use tokio::io::{
+    AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream, ReadHalf, WriteHalf,
+};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
 
-use super::frame::{Frame, FrameDecoder, FrameKind, MAX_PAYLOAD};
+use super::frame::{Frame, FrameDecoder, FrameKind, HEADER, MAX_PAYLOAD, TRAILER};
+use super::guest::pump_out;
+use super::writer::{write_loop, Outgoing};
+use super::{LinkError, IO_BUF};
 
-/// Errors of the host side of the link.
-#[derive(Debug, thiserror::Error)]
-pub enum LinkError {
-    /// The guest did not acknowledge a session in time.
-    #[error("the guest did not open a session within {0:?}")]
-    Timeout(Duration),
-    /// The connection ended.
-    #[error("the agent channel closed")]
-    Closed,
-    /// I/O on the connection failed.
-    #[error("agent channel: {0}")]
-    Io(#[from] std::io::Error),
-}
+/// How long to wait for an ACK before sending HELLO again.
+const HELLO_RETRY: Duration = Duration::from_millis(250);
 
-type EchoWaiters = Arc<Mutex<VecDeque<(Instant, oneshot::Sender<Duration>)>>>;
+type EchoWaiters = Arc<Mutex<HashMap<u64, oneshot::Sender<Bytes>>>>;
 
-/// Sends raw echo frames over the link, outside the HTTP/2 session.
-#[derive(Clone, Debug)]
-pub struct Echoer {
-    tx: mpsc::Sender<Bytes>,
-    waiters: EchoWaiters,
+/// An open session on the host side. Dropping it closes the link (and its transport).
+pub struct HostLink {
     session: u64,
+    tx: mpsc::Sender<Outgoing>,
+    echoes: EchoWaiters,
+    next_echo: AtomicU64,
+    closed: watch::Receiver<bool>,
+    tasks: Vec<JoinHandle<()>>,
 }
 
-impl Echoer {
-    /// Round trip of one echo frame through the guest's link layer.
-    pub async fn echo(&self, payload: Bytes) -> Result<Duration, LinkError> {
-        let (done, wait) = oneshot::channel();
+impl std::fmt::Debug for HostLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostLink")
+            .field("session", &self.session)
+            .finish()
+    }
+}
+
+impl Drop for HostLink {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Opens a new session on `transport`: sends HELLO with a fresh random id until the guest
+/// answers ACK (at most `timeout`), then returns the link and the byte stream of the session
+/// (for the HTTP/2 client).
+pub async fn connect<T>(
+    transport: T,
+    timeout: Duration,
+) -> Result<(HostLink, DuplexStream), LinkError>
+where
+    T: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let session = loop {
+        let id = rand::random::<u64>();
+        if id != 0 {
+            break id;
+        }
+    };
+    let (rd, wr) = tokio::io::split(transport);
+    let (tx, rx) = mpsc::channel::<Outgoing>(64);
+    let writer = tokio::spawn(write_loop(wr, rx, Arc::new(AtomicU64::new(session))));
+    let (ours, theirs) = tokio::io::duplex(IO_BUF);
+    let (out_rd, inbound) = tokio::io::split(ours);
+    let (ack_tx, mut ack_rx) = watch::channel(false);
+    let (closed_tx, closed_rx) = watch::channel(false);
+    let echoes: EchoWaiters = Arc::default();
+    let reader = tokio::spawn(read_loop(
+        rd,
+        session,
+        inbound,
+        ack_tx,
+        closed_tx,
+        echoes.clone(),
+    ));
+    let mut link = HostLink {
+        session,
+        tx,
+        echoes,
+        next_echo: AtomicU64::new(1),
+        closed: closed_rx,
+        tasks: vec![writer, reader],
+    };
+    handshake(&link, &mut ack_rx, timeout).await?;
+    link.tasks.push(tokio::spawn(pump_out_host(
+        session,
+        out_rd,
+        link.tx.clone(),
+    )));
+    tracing::debug!(session, "link session open");
+    Ok((link, theirs))
+}
+
+async fn pump_out_host(session: u64, rd: ReadHalf<DuplexStream>, tx: mpsc::Sender<Outgoing>) {
+    pump_out(session, rd, tx).await;
+}
+
+/// Sends HELLO until ACK. From the second try on, HELLO is preceded by zero padding longer
+/// than any frame, so a guest decoder stuck in a stale partial frame resynchronises.
+async fn handshake(
+    link: &HostLink,
+    ack: &mut watch::Receiver<bool>,
+    timeout: Duration,
+) -> Result<(), LinkError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let hello = Frame::control(FrameKind::Hello, link.session);
+    let mut attempt = 0u32;
+    loop {
+        if attempt > 0 {
+            let pad = Bytes::from(vec![0u8; HEADER + MAX_PAYLOAD + TRAILER]);
+            link.tx
+                .send(Outgoing::Raw(pad))
+                .await
+                .map_err(|_| LinkError::Closed)?;
+        }
+        link.tx
+            .send(Outgoing::Frame(hello.clone()))
+            .await
+            .map_err(|_| LinkError::Closed)?;
+        attempt += 1;
+        let wait = HELLO_RETRY.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+        match tokio::time::timeout(wait, ack.wait_for(|a| *a)).await {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(_)) => return Err(LinkError::Closed),
+            Err(_) if tokio::time::Instant::now() >= deadline => {
+                return Err(LinkError::NoAck(timeout))
+            }
+            Err(_) => {
+                if *link.closed.borrow() {
+                    return Err(LinkError::Closed);
+                }
+            }
+        }
+    }
+}
+
+async fn read_loop<R: AsyncRead + Unpin>(
+    mut rd: R,
+    session: u64,
+    mut inbound: WriteHalf<DuplexStream>,
+    ack: watch::Sender<bool>,
+    closed: watch::Sender<bool>,
+    echoes: EchoWaiters,
+) {
+    let mut decoder = FrameDecoder::new();
+    let mut buf = vec![0u8; IO_BUF];
+    let mut inbound_open = true;
+    loop {
+        let n = match rd.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) => {
+                tracing::debug!("link read failed: {e}");
+                break;
+            }
+        };
+        decoder.push(&buf[..n]);
+        while let Some(frame) = decoder.next_frame() {
+            if frame.session != session {
+                tracing::trace!(
+                    session = frame.session,
+                    "link: dropped frame of another session"
+                );
+                continue;
+            }
+            match frame.kind {
+                FrameKind::Ack => {
+                    ack.send_replace(true);
+                }
+                FrameKind::Data if inbound_open => {
+                    if inbound.write_all(&frame.payload).await.is_err() {
+                        inbound_open = false;
+                    }
+                }
+                FrameKind::EchoReply if frame.payload.len() >= 8 => {
+                    let mut nonce = [0u8; 8];
+                    nonce.copy_from_slice(&frame.payload[..8]);
+                    let waiter = echoes
+                        .lock()
+                        .ok()
+                        .and_then(|mut m| m.remove(&u64::from_le_bytes(nonce)));
+                    if let Some(w) = waiter {
+                        let _ = w.send(frame.payload.slice(8..));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    closed.send_replace(true);
+    let _ = inbound.shutdown().await;
+    if let Ok(mut m) = echoes.lock() {
+        m.clear();
+    }
+}
+
+impl HostLink {
+    /// The session id of this link.
+    pub fn session(&self) -> u64 {
+        self.session
+    }
+
+    /// True once the transport ended.
+    pub fn is_closed(&self) -> bool {
+        *self.closed.borrow()
+    }
+
+    /// Sends `payload` in an ECHO frame and returns what the guest sent back (a raw round
+    /// trip over the channel, without HTTP/2).
+    pub async fn echo(&self, payload: &[u8]) -> Result<Bytes, LinkError> {
+        let nonce = self.next_echo.fetch_add(1, Ordering::Relaxed);
+        let (w_tx, w_rx) = oneshot::channel();
+        if let Ok(mut m) = self.echoes.lock() {
+            m.insert(nonce, w_tx);
+        }
+        let mut p = BytesMut::with_capacity(8 + payload.len());
+        p.put_u64_le(nonce);
+        p.put_slice(payload);
         let frame = Frame {
             kind: FrameKind::Echo,
             session: self.session,
-            payload,
-        }
-        .to_bytes();
-        self.waiters
-            .lock()
-            .map_err(|_| LinkError::Closed)?
-            .push_back((Instant::now(), done));
-        self.tx.send(frame).await.map_err(|_| LinkError::Closed)?;
-        wait.await.map_err(|_| LinkError::Closed)
+            payload: p.freeze(),
+        };
+        self.tx
+            .send(Outgoing::Frame(frame))
+            .await
+            .map_err(|_| LinkError::Closed)?;
+        w_rx.await.map_err(|_| LinkError::Closed)
     }
-}
-
-/// An open session: the HTTP/2 byte stream and an echo handle.
-pub struct HostLink {
-    /// The session's byte stream (run an HTTP/2 client over it).
-    pub stream: DuplexStream,
-    /// Raw echo over the same link.
-    pub echo: Echoer,
-}
-
-/// Opens a session over `io` (a fresh connection to the agent channel): sends HELLO until the
-/// guest acknowledges it (a restored guest may need a moment), then pumps DATA frames.
-pub async fn connect<S>(io: S, timeout: Duration) -> Result<HostLink, LinkError>
-where
-    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
-{
-    let (mut rd, mut wr) = tokio::io::split(io);
-    let session = rand::random::<u64>() | 1;
-    let hello = Frame::control(FrameKind::Hello, session).to_bytes();
-    let mut dec = FrameDecoder::new();
-    let started = Instant::now();
-    let deadline = tokio::time::Instant::now() + timeout;
-    let mut buf = vec![0u8; 64 * 1024];
-    'handshake: loop {
-        wr.write_all(&hello).await?;
-        let resend = (tokio::time::Instant::now() + Duration::from_millis(250)).min(deadline);
-        loop {
-            match tokio::time::timeout_at(resend, rd.read(&mut buf)).await {
-                Err(_) if tokio::time::Instant::now() >= deadline => {
-                    return Err(LinkError::Timeout(started.elapsed()))
-                }
-                Err(_) => continue 'handshake,
-                Ok(Ok(0)) => return Err(LinkError::Closed),
-                Ok(Ok(n)) => {
-                    dec.push(&buf[..n]);
-                    while let Some(f) = dec.next_frame() {
-                        if f.kind == FrameKind::Ack && f.session == session {
-                            break 'handshake;
-                        }
-                    }
-                }
-                Ok(Err(e)) => return Err(e.into()),
-            }
-        }
-    }
-    let (mine, theirs) = tokio::io::duplex(4 << 20);
-    let (mut theirs_rd, mut theirs_wr) = tokio::io::split(theirs);
-    let (out_tx, mut out_rx) = mpsc::channel::<Bytes>(64);
-    let waiters: EchoWaiters = Arc::default();
-
-    // Connection → session: DATA payloads into the duplex, echo replies to their waiters.
-    let reply_waiters = waiters.clone();
-    tokio::spawn(async move {
-        let mut buf = vec![0u8; 256 * 1024];
-        loop {
-            while let Some(f) = dec.next_frame() {
-                match f.kind {
-                    FrameKind::Data if f.session == session => {
-                        if theirs_wr.write_all(&f.payload).await.is_err() {
-                            return;
-                        }
-                    }
-                    FrameKind::EchoReply => {
-                        let w = reply_waiters.lock().ok().and_then(|mut q| q.pop_front());
-                        if let Some((sent, done)) = w {
-                            let _ = done.send(sent.elapsed());
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            match rd.read(&mut buf).await {
-                Ok(0) | Err(_) => {
-                    let _ = theirs_wr.shutdown().await;
-                    return;
-                }
-                Ok(n) => dec.push(&buf[..n]),
-            }
-        }
-    });
-
-    // Session → connection: the HTTP/2 client's bytes as DATA frames.
-    let data_tx = out_tx.clone();
-    tokio::spawn(async move {
-        let mut buf = vec![0u8; MAX_PAYLOAD];
-        loop {
-            match theirs_rd.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => {
-                    let f = Frame {
-                        kind: FrameKind::Data,
-                        session,
-                        payload: Bytes::copy_from_slice(&buf[..n]),
-                    };
-                    if data_tx.send(f.to_bytes()).await.is_err() {
-                        return;
-                    }
-                }
-            }
-        }
-    });
-    tokio::spawn(async move {
-        let mut batch = BytesMut::new();
-        while let Some(first) = out_rx.recv().await {
-            batch.extend_from_slice(&first);
-            while batch.len() < 1 << 20 {
-                match out_rx.try_recv() {
-                    Ok(more) => batch.extend_from_slice(&more),
-                    Err(_) => break,
-                }
-            }
-            if wr.write_all(&batch).await.is_err() {
-                return;
-            }
-            batch.clear();
-        }
-        let _ = wr.shutdown().await;
-    });
-    Ok(HostLink {
-        stream: mine,
-        echo: Echoer {
-            tx: out_tx,
-            waiters,
-            session,
-        },
-    })
 }

@@ -1,0 +1,268 @@
+//! One HTTP/2 connection over one link session, and the plumbing of requests and responses.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
+use hyper::client::conn::http2::SendRequest;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::task::JoinHandle;
+use wrenn_protocol::link::host::{self, HostLink};
+use wrenn_protocol::EnvdErrorBody;
+
+use crate::EnvdError;
+
+/// Request body type.
+pub(crate) type ReqBody = UnsyncBoxBody<Bytes, std::io::Error>;
+
+/// HTTP/2 stream flow-control window (matches envd's).
+const STREAM_WINDOW: u32 = 8 << 20;
+/// HTTP/2 connection flow-control window.
+const CONN_WINDOW: u32 = 16 << 20;
+/// HTTP/2 max frame size.
+const MAX_FRAME: u32 = 1 << 20;
+/// Largest error body read.
+const ERROR_BODY_MAX: usize = 64 * 1024;
+
+/// The open connection; dropping the last reference closes it.
+pub(crate) struct Conn {
+    send: SendRequest<ReqBody>,
+    pub(crate) link: HostLink,
+    driver: JoinHandle<()>,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}
+
+impl Conn {
+    /// Connects the socket, opens a link session and an HTTP/2 connection over it.
+    pub(crate) async fn open(socket: &Path, timeout: Duration) -> Result<Arc<Self>, EnvdError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let stream = loop {
+            match tokio::net::UnixStream::connect(socket).await {
+                Ok(s) => break s,
+                Err(e) if tokio::time::Instant::now() >= deadline => {
+                    return Err(EnvdError::Channel(format!(
+                        "connect {}: {e}",
+                        socket.display()
+                    )));
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        };
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let (link, io) = host::connect(stream, left.max(Duration::from_millis(100)))
+            .await
+            .map_err(|e| match e {
+                wrenn_protocol::link::LinkError::NoAck(_) => EnvdError::Timeout(timeout),
+                e => EnvdError::Channel(e.to_string()),
+            })?;
+        let (send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .initial_stream_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONN_WINDOW)
+            .max_frame_size(MAX_FRAME)
+            .handshake::<_, ReqBody>(TokioIo::new(io))
+            .await
+            .map_err(|e| EnvdError::Channel(format!("http/2 handshake: {e}")))?;
+        let driver = tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!("envd connection ended: {e}");
+            }
+        });
+        Ok(Arc::new(Self { send, link, driver }))
+    }
+
+    /// Sends a request; non-2xx answers become [`EnvdError::Guest`].
+    pub(crate) async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: ReqBody,
+    ) -> Result<Response<Incoming>, EnvdError> {
+        let req = Request::builder()
+            .method(method)
+            .uri(format!("http://envd{path}"))
+            .body(body)
+            .map_err(|e| EnvdError::Protocol(format!("build request {path}: {e}")))?;
+        let mut send = self.send.clone();
+        send.ready()
+            .await
+            .map_err(|e| EnvdError::Channel(e.to_string()))?;
+        let resp = send
+            .send_request(req)
+            .await
+            .map_err(|e| EnvdError::Channel(format!("{path}: {e}")))?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        Err(error_of(resp, path).await)
+    }
+
+    /// A JSON request and a JSON answer.
+    pub(crate) async fn json<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&impl Serialize>,
+    ) -> Result<T, EnvdError> {
+        let resp = self.send(method, path, json_body(body)?).await?;
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| EnvdError::Channel(format!("{path}: {e}")))?
+            .to_bytes();
+        serde_json::from_slice(&bytes).map_err(|e| EnvdError::Protocol(format!("{path}: {e}")))
+    }
+
+    /// A request whose answer has no body worth reading.
+    pub(crate) async fn unit(
+        &self,
+        method: Method,
+        path: &str,
+        body: ReqBody,
+    ) -> Result<(), EnvdError> {
+        let resp = self.send(method, path, body).await?;
+        let _ = resp.into_body().collect().await;
+        Ok(())
+    }
+}
+
+/// Encodes an optional JSON body.
+pub(crate) fn json_body(body: Option<&impl Serialize>) -> Result<ReqBody, EnvdError> {
+    match body {
+        Some(b) => {
+            let v = serde_json::to_vec(b)
+                .map_err(|e| EnvdError::Protocol(format!("encode request: {e}")))?;
+            Ok(Full::new(Bytes::from(v))
+                .map_err(|never| match never {})
+                .boxed_unsync())
+        }
+        None => Ok(empty()),
+    }
+}
+
+/// An empty body.
+pub(crate) fn empty() -> ReqBody {
+    Empty::new().map_err(|never| match never {}).boxed_unsync()
+}
+
+/// A raw body.
+pub(crate) fn raw(bytes: Bytes) -> ReqBody {
+    Full::new(bytes)
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+async fn error_of(resp: Response<Incoming>, path: &str) -> EnvdError {
+    let status = resp.status();
+    let mut body = resp.into_body();
+    let mut buf = BytesMut::new();
+    while let Some(Ok(frame)) = body.frame().await {
+        if let Ok(data) = frame.into_data() {
+            buf.extend_from_slice(&data);
+        }
+        if buf.len() > ERROR_BODY_MAX {
+            break;
+        }
+    }
+    match serde_json::from_slice::<EnvdErrorBody>(&buf) {
+        Ok(e) => EnvdError::Guest(e),
+        Err(_) if status == StatusCode::NOT_FOUND => {
+            EnvdError::Protocol(format!("{path}: no such route in this envd"))
+        }
+        Err(_) => EnvdError::Protocol(format!(
+            "{path}: HTTP {status}: {}",
+            String::from_utf8_lossy(&buf)
+        )),
+    }
+}
+
+/// The body's data frames as a stream of bytes; `keep` lives as long as the stream.
+pub(crate) fn byte_stream<K: Send + Sync + 'static>(
+    body: Incoming,
+    keep: K,
+) -> BoxStream<'static, Result<Bytes, EnvdError>> {
+    futures::stream::unfold((body, keep), |(mut body, keep)| async move {
+        loop {
+            match body.frame().await? {
+                Ok(frame) => {
+                    if let Ok(data) = frame.into_data() {
+                        return Some((Ok(data), (body, keep)));
+                    }
+                }
+                Err(e) => return Some((Err(EnvdError::Channel(e.to_string())), (body, keep))),
+            }
+        }
+    })
+    .boxed()
+}
+
+/// Parses an NDJSON body into events; a broken stream or a bad line yields `on_error(msg)`
+/// and ends.
+pub(crate) fn ndjson<T, K>(
+    body: Incoming,
+    keep: K,
+    on_error: fn(String) -> Option<T>,
+) -> BoxStream<'static, T>
+where
+    T: DeserializeOwned + Send + 'static,
+    K: Send + Sync + 'static,
+{
+    let bytes = byte_stream(body, keep);
+    futures::stream::unfold(
+        (bytes, BytesMut::new(), false),
+        move |(mut bytes, mut buf, done)| async move {
+            if done {
+                return None;
+            }
+            loop {
+                if let Some(nl) = buf.iter().position(|b| *b == b'\n') {
+                    let line = buf.split_to(nl + 1);
+                    let line = &line[..nl];
+                    if line.is_empty() {
+                        continue;
+                    }
+                    return match serde_json::from_slice::<T>(line) {
+                        Ok(ev) => Some((ev, (bytes, buf, false))),
+                        Err(e) => on_error(format!("bad event from envd: {e}"))
+                            .map(|ev| (ev, (bytes, buf, true))),
+                    };
+                }
+                match bytes.next().await {
+                    Some(Ok(data)) => buf.extend_from_slice(&data),
+                    Some(Err(e)) => {
+                        return on_error(e.to_string()).map(|ev| (ev, (bytes, buf, true)))
+                    }
+                    None => return None,
+                }
+            }
+        },
+    )
+    .boxed()
+}
+
+/// Percent-encodes a query value.
+pub(crate) fn enc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

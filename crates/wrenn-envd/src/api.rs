@@ -1,0 +1,268 @@
+//! The HTTP routes: each handler parses its request, calls the module that does the work and
+//! encodes the answer. Streams are NDJSON (one event per line, bytes base64); file bodies are
+//! raw bytes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use http::{HeaderValue, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use wrenn_protocol::{
+    ExecRequest, Health, ProcessSelector, PtyResize, PtyStart, RestoreRequest, SignalRequest,
+    WriteOptions, HEADER_PID, HEADER_TAG,
+};
+
+use crate::error::{ApiError, ApiResult};
+use crate::metrics::Sampler;
+use crate::procs::{Registry, Tracked};
+use crate::spawn::Spec;
+use crate::{exec, files, restore};
+
+/// Everything the handlers share.
+#[derive(Debug)]
+pub struct App {
+    /// Background processes and PTY sessions.
+    pub procs: Registry,
+    /// CPU sampler.
+    pub metrics: Sampler,
+    /// True when envd is the guest's init (may set the clock).
+    pub is_init: bool,
+}
+
+/// Shared application state.
+pub type AppState = Arc<App>;
+
+/// The router of envd's API.
+pub fn router(app: AppState) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/exec", post(exec_collect))
+        .route("/exec/stream", post(exec_stream))
+        .route("/processes", get(list_processes).post(start_background))
+        .route("/processes/{sel}/signal", post(signal))
+        .route("/processes/{sel}/attach", get(attach))
+        .route("/pty", post(pty_start))
+        .route("/pty/{tag}", get(pty_connect))
+        .route("/pty/{tag}/input", post(pty_input))
+        .route("/pty/{tag}/resize", post(pty_resize))
+        .route("/pty/{tag}/kill", post(pty_kill))
+        .route("/files", get(read_file).put(write_file).delete(remove))
+        .route("/files/stat", get(stat))
+        .route("/files/list", get(list))
+        .route("/files/mkdir", post(mkdir))
+        .route("/metrics", get(metrics))
+        .route("/restore", post(restore_state))
+        .with_state(app)
+}
+
+fn json<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
+    serde_json::from_slice(body).map_err(|e| ApiError::invalid(format!("request body: {e}")))
+}
+
+/// Encodes a stream of events as NDJSON.
+fn ndjson<S, T>(events: S) -> Body
+where
+    S: Stream<Item = T> + Send + 'static,
+    T: Serialize,
+{
+    Body::from_stream(events.map(|ev| {
+        let mut line = serde_json::to_vec(&ev).unwrap_or_default();
+        line.push(b'\n');
+        Ok::<_, std::convert::Infallible>(Bytes::from(line))
+    }))
+}
+
+fn spec_of(req: &ExecRequest) -> Spec {
+    Spec {
+        cmd: req.cmd.clone(),
+        args: req.args.clone(),
+        envs: req.envs.clone(),
+        cwd: req.cwd.clone(),
+        user: req.user.clone(),
+    }
+}
+
+async fn health() -> Json<Health> {
+    Json(Health {
+        version: env!("CARGO_PKG_VERSION").into(),
+        protocol: wrenn_protocol::PROTOCOL_VERSION,
+    })
+}
+
+async fn exec_collect(body: Bytes) -> ApiResult<Response> {
+    let req: ExecRequest = json(&body)?;
+    let out = exec::collect(&spec_of(&req), req.timeout_ms.map(Duration::from_millis)).await?;
+    Ok(Json(out).into_response())
+}
+
+async fn exec_stream(body: Bytes) -> ApiResult<Response> {
+    let req: ExecRequest = json(&body)?;
+    let (_pid, rx) = exec::stream(&spec_of(&req), req.timeout_ms.map(Duration::from_millis))?;
+    let events = futures::stream::unfold(
+        rx,
+        |mut rx| async move { rx.recv().await.map(|ev| (ev, rx)) },
+    );
+    Ok(ndjson(events).into_response())
+}
+
+async fn start_background(State(app): State<AppState>, body: Bytes) -> ApiResult<Response> {
+    let req: ExecRequest = json(&body)?;
+    Ok(Json(app.procs.start_background(req)?).into_response())
+}
+
+async fn list_processes(State(app): State<AppState>) -> Response {
+    Json(app.procs.list()).into_response()
+}
+
+async fn signal(
+    State(app): State<AppState>,
+    Path(sel): Path<String>,
+    body: Bytes,
+) -> ApiResult<StatusCode> {
+    let req: SignalRequest = json(&body)?;
+    app.procs
+        .signal(&ProcessSelector::parse(&sel), req.signal)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn attach(State(app): State<AppState>, Path(sel): Path<String>) -> ApiResult<Response> {
+    let t = app.procs.find(&ProcessSelector::parse(&sel))?;
+    Ok(ndjson(t.events()).into_response())
+}
+
+fn pty_response(t: Arc<Tracked>) -> Response {
+    let (tag, pid) = (t.tag.clone(), t.pid);
+    let mut resp = ndjson(t.pty_events()).into_response();
+    if let Ok(v) = HeaderValue::from_str(&tag) {
+        resp.headers_mut().insert(HEADER_TAG, v);
+    }
+    resp.headers_mut()
+        .insert(HEADER_PID, HeaderValue::from(pid));
+    resp
+}
+
+async fn pty_start(State(app): State<AppState>, body: Bytes) -> ApiResult<Response> {
+    let req: PtyStart = json(&body)?;
+    Ok(pty_response(app.procs.start_pty(req)?))
+}
+
+async fn pty_connect(State(app): State<AppState>, Path(tag): Path<String>) -> ApiResult<Response> {
+    Ok(pty_response(app.procs.find_pty(&tag)?))
+}
+
+async fn pty_input(
+    State(app): State<AppState>,
+    Path(tag): Path<String>,
+    body: Bytes,
+) -> ApiResult<StatusCode> {
+    let t = app.procs.find_pty(&tag)?;
+    if !t.running() {
+        return Err(ApiError::not_found(format!("pty {tag}: session ended")));
+    }
+    if let Some(m) = t.pty.as_ref() {
+        m.write_all(&body)
+            .await
+            .map_err(|e| ApiError::io(format!("pty {tag}: input"), e))?;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn pty_resize(
+    State(app): State<AppState>,
+    Path(tag): Path<String>,
+    body: Bytes,
+) -> ApiResult<StatusCode> {
+    let req: PtyResize = json(&body)?;
+    let t = app.procs.find_pty(&tag)?;
+    if let Some(m) = t.pty.as_ref() {
+        m.resize(req.cols, req.rows)
+            .map_err(|e| ApiError::io(format!("pty {tag}: resize"), e))?;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn pty_kill(State(app): State<AppState>, Path(tag): Path<String>) -> ApiResult<StatusCode> {
+    let t = app.procs.find_pty(&tag)?;
+    app.procs
+        .signal(&ProcessSelector::Tag(t.tag.clone()), libc::SIGKILL)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `?path=`.
+#[derive(Debug, Deserialize)]
+struct PathQuery {
+    path: String,
+    #[serde(default)]
+    depth: Option<u32>,
+}
+
+/// Query of `PUT /files`.
+#[derive(Debug, Deserialize)]
+struct WriteQuery {
+    path: String,
+    mode: Option<u32>,
+    owner: Option<String>,
+    modified_at: Option<i64>,
+    create_parents: Option<bool>,
+}
+
+async fn read_file(Query(q): Query<PathQuery>) -> ApiResult<Response> {
+    let (file, len) = files::open_read(&q.path).await?;
+    let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024);
+    let mut resp = Body::from_stream(stream).into_response();
+    resp.headers_mut()
+        .insert(http::header::CONTENT_LENGTH, HeaderValue::from(len));
+    Ok(resp)
+}
+
+async fn write_file(Query(q): Query<WriteQuery>, body: Body) -> ApiResult<Response> {
+    let opts = WriteOptions {
+        mode: q.mode,
+        owner: q.owner,
+        modified_at: q.modified_at,
+        create_parents: q.create_parents,
+    };
+    let info = files::write(&q.path, &opts, body.into_data_stream()).await?;
+    Ok(Json(info).into_response())
+}
+
+async fn remove(Query(q): Query<PathQuery>) -> ApiResult<StatusCode> {
+    tokio::task::spawn_blocking(move || files::remove(&q.path))
+        .await
+        .map_err(|e| ApiError::internal(format!("remove: {e}")))??;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn stat(Query(q): Query<PathQuery>) -> ApiResult<Response> {
+    Ok(Json(files::stat(&q.path)?).into_response())
+}
+
+async fn list(Query(q): Query<PathQuery>) -> ApiResult<Response> {
+    let depth = q.depth.unwrap_or(1);
+    let entries = tokio::task::spawn_blocking(move || files::list(&q.path, depth))
+        .await
+        .map_err(|e| ApiError::internal(format!("list: {e}")))??;
+    Ok(Json(entries).into_response())
+}
+
+async fn mkdir(Query(q): Query<PathQuery>) -> ApiResult<Response> {
+    Ok(Json(files::mkdir(&q.path)?).into_response())
+}
+
+async fn metrics(State(app): State<AppState>) -> Response {
+    Json(app.metrics.read()).into_response()
+}
+
+async fn restore_state(State(app): State<AppState>, body: Bytes) -> ApiResult<StatusCode> {
+    let req: RestoreRequest = json(&body)?;
+    restore::apply(&req, app.is_init)?;
+    Ok(StatusCode::NO_CONTENT)
+}

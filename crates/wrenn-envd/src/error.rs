@@ -1,0 +1,82 @@
+//! The error every API operation returns: an [`ErrorKind`] and a message naming what failed,
+//! sent as a JSON [`EnvdErrorBody`].
+
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+use wrenn_protocol::{EnvdErrorBody, ErrorKind};
+
+/// An API error: kind plus human message.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiError {
+    /// Machine-readable kind.
+    pub kind: ErrorKind,
+    /// What failed.
+    pub message: String,
+}
+
+/// Result of an API operation.
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    /// An error of `kind`.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// `NotFound`.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::NotFound, message)
+    }
+
+    /// `InvalidArgument`.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidArgument, message)
+    }
+
+    /// `Internal`.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Internal, message)
+    }
+
+    /// An I/O error while doing `what` (e.g. "open /etc/x"), kind from the OS error.
+    pub fn io(what: impl std::fmt::Display, e: std::io::Error) -> Self {
+        use std::io::ErrorKind as K;
+        let kind = match e.kind() {
+            K::NotFound => ErrorKind::NotFound,
+            K::PermissionDenied => ErrorKind::PermissionDenied,
+            K::AlreadyExists => ErrorKind::AlreadyExists,
+            K::IsADirectory => ErrorKind::IsADirectory,
+            K::NotADirectory => ErrorKind::NotADirectory,
+            K::InvalidInput | K::InvalidFilename => ErrorKind::InvalidArgument,
+            _ => ErrorKind::Internal,
+        };
+        Self::new(kind, format!("{what}: {e}"))
+    }
+
+    /// The JSON body.
+    pub fn body(&self) -> EnvdErrorBody {
+        EnvdErrorBody {
+            kind: self.kind,
+            message: self.message.clone(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match self.kind {
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::InvalidArgument | ErrorKind::IsADirectory | ErrorKind::NotADirectory => {
+                StatusCode::BAD_REQUEST
+            }
+            ErrorKind::AlreadyExists => StatusCode::CONFLICT,
+            ErrorKind::PermissionDenied => StatusCode::FORBIDDEN,
+            ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        (status, axum::Json(self.body())).into_response()
+    }
+}

@@ -1,0 +1,267 @@
+//! File operations: stat, list, mkdir, remove, and streaming read/write. Writes go to a temp
+//! file in the same directory, are fsynced and renamed into place.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use tokio::io::AsyncWriteExt;
+use wrenn_protocol::{EntryInfo, EntryKind, ErrorKind, WriteOptions};
+
+use crate::error::{ApiError, ApiResult};
+use crate::users::{self, Names};
+
+/// Largest number of entries one `list` returns.
+pub const LIST_LIMIT: usize = 100_000;
+
+/// Checks that `path` is absolute.
+pub fn absolute(path: &str) -> ApiResult<PathBuf> {
+    if !path.starts_with('/') {
+        return Err(ApiError::invalid(format!(
+            "path {path:?}: not an absolute path"
+        )));
+    }
+    Ok(PathBuf::from(path))
+}
+
+/// Stat of one path (symlinks not followed).
+pub fn stat(path: &str) -> ApiResult<EntryInfo> {
+    let p = absolute(path)?;
+    let meta =
+        std::fs::symlink_metadata(&p).map_err(|e| ApiError::io(format!("stat {path}"), e))?;
+    Ok(entry(&p, &meta, &Names::load()))
+}
+
+fn entry(p: &Path, meta: &std::fs::Metadata, names: &Names) -> EntryInfo {
+    let ft = meta.file_type();
+    let kind = if ft.is_dir() {
+        EntryKind::Directory
+    } else if ft.is_symlink() {
+        EntryKind::Symlink
+    } else {
+        EntryKind::File
+    };
+    let mode = meta.mode();
+    EntryInfo {
+        name: p
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "/".into()),
+        path: p.to_string_lossy().into_owned(),
+        kind,
+        size: meta.len(),
+        mode: mode & 0o7777,
+        permissions: permissions(kind, mode),
+        owner: names.user(meta.uid()),
+        group: names.group(meta.gid()),
+        modified_at: meta.mtime(),
+        symlink_target: ft
+            .is_symlink()
+            .then(|| {
+                std::fs::read_link(p)
+                    .ok()
+                    .map(|t| t.to_string_lossy().into_owned())
+            })
+            .flatten(),
+    }
+}
+
+fn permissions(kind: EntryKind, mode: u32) -> String {
+    let mut s = String::with_capacity(10);
+    s.push(match kind {
+        EntryKind::Directory => 'd',
+        EntryKind::Symlink => 'l',
+        EntryKind::File => '-',
+    });
+    for shift in [6u32, 3, 0] {
+        let b = (mode >> shift) & 7;
+        s.push(if b & 4 != 0 { 'r' } else { '-' });
+        s.push(if b & 2 != 0 { 'w' } else { '-' });
+        s.push(if b & 1 != 0 { 'x' } else { '-' });
+    }
+    s
+}
+
+/// Entries under directory `path` down to `depth` levels, sorted by path.
+pub fn list(path: &str, depth: u32) -> ApiResult<Vec<EntryInfo>> {
+    let root = absolute(path)?;
+    let meta = std::fs::metadata(&root).map_err(|e| ApiError::io(format!("list {path}"), e))?;
+    if !meta.is_dir() {
+        return Err(ApiError::new(
+            ErrorKind::NotADirectory,
+            format!("list {path}: not a directory"),
+        ));
+    }
+    let names = Names::load();
+    let mut out = Vec::new();
+    let mut todo = vec![(root, 1u32)];
+    while let Some((dir, level)) = todo.pop() {
+        let rd = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if level == 1 => return Err(ApiError::io(format!("list {path}"), e)),
+            Err(_) => continue,
+        };
+        for ent in rd.flatten() {
+            let p = ent.path();
+            let Ok(meta) = std::fs::symlink_metadata(&p) else {
+                continue;
+            };
+            if meta.is_dir() && level < depth.max(1) {
+                todo.push((p.clone(), level + 1));
+            }
+            out.push(entry(&p, &meta, &names));
+            if out.len() >= LIST_LIMIT {
+                return Err(ApiError::invalid(format!(
+                    "list {path}: more than {LIST_LIMIT} entries; use a smaller depth"
+                )));
+            }
+        }
+    }
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(out)
+}
+
+/// Creates `path` and its parents; `AlreadyExists` when it exists.
+pub fn mkdir(path: &str) -> ApiResult<EntryInfo> {
+    let p = absolute(path)?;
+    if let Ok(meta) = std::fs::symlink_metadata(&p) {
+        let what = if meta.is_dir() {
+            "directory"
+        } else {
+            "non-directory"
+        };
+        return Err(ApiError::new(
+            ErrorKind::AlreadyExists,
+            format!("mkdir {path}: a {what} exists there"),
+        ));
+    }
+    std::fs::create_dir_all(&p).map_err(|e| ApiError::io(format!("mkdir {path}"), e))?;
+    stat(path)
+}
+
+/// Removes a file, symlink or directory tree.
+pub fn remove(path: &str) -> ApiResult<()> {
+    let p = absolute(path)?;
+    if p == Path::new("/") {
+        return Err(ApiError::invalid("remove /: refusing to remove the root"));
+    }
+    let meta =
+        std::fs::symlink_metadata(&p).map_err(|e| ApiError::io(format!("remove {path}"), e))?;
+    let r = if meta.is_dir() {
+        std::fs::remove_dir_all(&p)
+    } else {
+        std::fs::remove_file(&p)
+    };
+    r.map_err(|e| ApiError::io(format!("remove {path}"), e))
+}
+
+/// Opens `path` for a streamed read; errors (missing, directory) come before any byte.
+pub async fn open_read(path: &str) -> ApiResult<(tokio::fs::File, u64)> {
+    let p = absolute(path)?;
+    let file = tokio::fs::File::open(&p)
+        .await
+        .map_err(|e| ApiError::io(format!("read {path}"), e))?;
+    let meta = file
+        .metadata()
+        .await
+        .map_err(|e| ApiError::io(format!("read {path}"), e))?;
+    if meta.is_dir() {
+        return Err(ApiError::new(
+            ErrorKind::IsADirectory,
+            format!("read {path}: is a directory"),
+        ));
+    }
+    Ok((file, meta.len()))
+}
+
+/// Removes the temp file unless the write completed.
+struct TempGuard(Option<PathBuf>);
+
+impl Drop for TempGuard {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// Writes `body` to `path` (temp file + fsync + rename), applying `opts`.
+pub async fn write<S, E>(path: &str, opts: &WriteOptions, mut body: S) -> ApiResult<EntryInfo>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let p = absolute(path)?;
+    let (Some(dir), Some(name)) = (p.parent(), p.file_name()) else {
+        return Err(ApiError::invalid(format!("write {path}: not a file path")));
+    };
+    let existing = std::fs::metadata(&p).ok();
+    if existing.as_ref().is_some_and(|m| m.is_dir()) {
+        return Err(ApiError::new(
+            ErrorKind::IsADirectory,
+            format!("write {path}: is a directory"),
+        ));
+    }
+    if opts.create_parents.unwrap_or(true) {
+        tokio::fs::create_dir_all(dir)
+            .await
+            .map_err(|e| ApiError::io(format!("create parents of {path}"), e))?;
+    }
+    let tmp = dir.join(format!(
+        ".{}.wrenn-{:08x}",
+        name.to_string_lossy(),
+        rand::random::<u32>()
+    ));
+    let mut guard = TempGuard(Some(tmp.clone()));
+    let mut file = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .await
+        .map_err(|e| ApiError::io(format!("write {path}"), e))?;
+    while let Some(chunk) = body.next().await {
+        let chunk =
+            chunk.map_err(|e| ApiError::invalid(format!("write {path}: request body: {e}")))?;
+        file.write_all(&chunk)
+            .await
+            .map_err(|e| ApiError::io(format!("write {path}"), e))?;
+    }
+    file.flush()
+        .await
+        .map_err(|e| ApiError::io(format!("write {path}"), e))?;
+    let mode = opts
+        .mode
+        .or(existing.as_ref().map(|m| m.mode() & 0o7777))
+        .unwrap_or(0o644);
+    file.set_permissions(std::fs::Permissions::from_mode(mode))
+        .await
+        .map_err(|e| ApiError::io(format!("chmod {path}"), e))?;
+    if let Some(owner) = opts.owner.as_deref().filter(|o| !o.is_empty()) {
+        let u = users::resolve(owner)?;
+        std::os::unix::fs::chown(&tmp, Some(u.uid), Some(u.gid))
+            .map_err(|e| ApiError::io(format!("chown {path}"), e))?;
+    }
+    if let Some(mtime) = opts.modified_at {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime.max(0) as u64);
+        let std_file = file.into_std().await;
+        std_file
+            .set_modified(t)
+            .map_err(|e| ApiError::io(format!("set mtime of {path}"), e))?;
+        std_file
+            .sync_all()
+            .map_err(|e| ApiError::io(format!("fsync {path}"), e))?;
+    } else {
+        file.sync_all()
+            .await
+            .map_err(|e| ApiError::io(format!("fsync {path}"), e))?;
+    }
+    tokio::fs::rename(&tmp, &p)
+        .await
+        .map_err(|e| ApiError::io(format!("rename into {path}"), e))?;
+    guard.0 = None;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    stat(path)
+}

@@ -1,0 +1,104 @@
+//! Turning a request (program, args, env, cwd, user) into a `Command` that starts in its own
+//! session and process group, as the requested user.
+
+use std::collections::BTreeMap;
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+use crate::error::{ApiError, ApiResult};
+use crate::users::{self, User};
+
+/// Default `PATH` of every process.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// What to start.
+#[derive(Debug, Clone, Default)]
+pub struct Spec {
+    /// Program.
+    pub cmd: String,
+    /// Arguments.
+    pub args: Vec<String>,
+    /// Extra environment.
+    pub envs: BTreeMap<String, String>,
+    /// Working directory (home when absent).
+    pub cwd: Option<String>,
+    /// User name or uid (root when absent).
+    pub user: Option<String>,
+}
+
+/// Builds the command. `ctty` makes fd 0 (a PTY slave) the controlling terminal.
+pub fn command(spec: &Spec, ctty: bool) -> ApiResult<Command> {
+    if spec.cmd.is_empty() {
+        return Err(ApiError::invalid("cmd is empty"));
+    }
+    let user = match &spec.user {
+        Some(u) if !u.is_empty() => users::resolve(u)?,
+        _ => users::root(),
+    };
+    let cwd = working_dir(spec.cwd.as_deref(), &user)?;
+    let mut cmd = Command::new(&spec.cmd);
+    cmd.args(&spec.args).current_dir(&cwd).env_clear();
+    cmd.env("PATH", DEFAULT_PATH)
+        .env("HOME", &user.home)
+        .env("USER", &user.name)
+        .env("LOGNAME", &user.name)
+        .env("SHELL", &user.shell)
+        .env("LANG", "C.UTF-8");
+    cmd.envs(&spec.envs);
+    let switch = user.uid != nix::unistd::geteuid().as_raw();
+    let User {
+        uid, gid, groups, ..
+    } = user;
+    // SAFETY: the closure runs between fork and exec and calls only async-signal-safe
+    // functions (setsid, ioctl, setgroups, setgid, setuid) on data prepared before the fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if ctty && libc::ioctl(0, libc::TIOCSCTTY as _, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if switch {
+                if libc::setgroups(groups.len() as _, groups.as_ptr()) < 0
+                    || libc::setgid(gid) < 0
+                    || libc::setuid(uid) < 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    Ok(cmd)
+}
+
+/// The working directory: the requested one (absolute, an existing directory) or the user's
+/// home (or `/` when the home does not exist).
+fn working_dir(cwd: Option<&str>, user: &User) -> ApiResult<String> {
+    match cwd {
+        Some(c) if !c.is_empty() => {
+            if !c.starts_with('/') {
+                return Err(ApiError::invalid(format!("cwd {c}: not an absolute path")));
+            }
+            match std::fs::metadata(c) {
+                Ok(m) if m.is_dir() => Ok(c.to_owned()),
+                Ok(_) => Err(ApiError::invalid(format!("cwd {c}: not a directory"))),
+                Err(e) => Err(ApiError::invalid(format!("cwd {c}: {e}"))),
+            }
+        }
+        _ if std::path::Path::new(&user.home).is_dir() => Ok(user.home.clone()),
+        _ => Ok("/".into()),
+    }
+}
+
+/// Maps a spawn failure to an API error naming the program.
+pub fn spawn_error(cmd: &str, e: std::io::Error) -> ApiError {
+    ApiError::io(format!("start {cmd}"), e)
+}
+
+/// Sends `sig` to the process group `pgid` (ignoring a group that is already gone).
+pub fn kill_group(pgid: u32, sig: i32) {
+    // SAFETY: plain syscall with integer arguments.
+    let _ = unsafe { libc::kill(-(pgid as i32), sig) };
+}

@@ -1,0 +1,205 @@
+//! Foreground and streamed commands through a real envd.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::*;
+use futures::StreamExt;
+use wrenn_protocol::{ErrorKind, ExecRequest, ProcessEvent};
+
+#[tokio::test]
+async fn health_and_exec_with_args_env_cwd() {
+    let envd = Envd::start();
+    let c = envd.client().await;
+    let h = c.health().await.unwrap();
+    assert_eq!(h.protocol, wrenn_protocol::PROTOCOL_VERSION);
+
+    let out = c
+        .exec(ExecRequest {
+            cmd: "/bin/sh".into(),
+            args: vec![
+                "-c".into(),
+                "echo \"$1 $GREETING $(pwd)\"; echo err >&2; exit 3".into(),
+                "sh".into(),
+                "arg1".into(),
+            ],
+            envs: BTreeMap::from([("GREETING".into(), "hello".into())]),
+            cwd: Some("/tmp".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "arg1 hello /tmp\n");
+    assert_eq!(out.stderr, b"err\n");
+    assert_eq!(out.exit_code, 3);
+    assert!(!out.timed_out);
+
+    // PATH lookup and a killed process reports 128 + signal.
+    let out = c
+        .exec(ExecRequest {
+            cmd: "sh".into(),
+            args: vec!["-c".into(), "kill -9 $$".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(out.exit_code, 128 + 9);
+}
+
+#[tokio::test]
+async fn exec_as_another_user() {
+    let envd = Envd::start();
+    let c = envd.client().await;
+    let out = c
+        .exec(ExecRequest {
+            user: Some("nobody".into()),
+            ..sh("id -un; id -u")
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "nobody\n65534\n",
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = c
+        .exec(ExecRequest {
+            user: Some("65534".into()),
+            ..sh("id -u")
+        })
+        .await
+        .unwrap();
+    assert_eq!(out.stdout, b"65534\n");
+}
+
+#[tokio::test]
+async fn binary_output_survives_byte_exact() {
+    let envd = Envd::start();
+    let c = envd.client().await;
+    let out = run(&c, "printf '\\000\\377\\376abc\\200'; printf '\\377' >&2").await;
+    assert_eq!(out.stdout, b"\x00\xff\xfeabc\x80");
+    assert_eq!(out.stderr, b"\xff");
+}
+
+#[tokio::test]
+async fn timeout_kills_the_whole_group() {
+    let envd = Envd::start();
+    let c = envd.client().await;
+    let marker = envd.dir.path().join("child.pid");
+    let out = c
+        .exec(ExecRequest {
+            timeout_ms: Some(1_000),
+            ..sh(&format!("sleep 300 & echo $! > {}; wait", marker.display()))
+        })
+        .await
+        .unwrap();
+    assert!(out.timed_out, "{out:?}");
+    assert_eq!(out.exit_code, 128 + 9);
+    let child: u32 = std::fs::read_to_string(&marker)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        eventually(|| async { !pid_alive(child) }).await,
+        "the shell's child sleep {child} survived the timeout"
+    );
+}
+
+#[tokio::test]
+async fn bad_input_gets_the_right_error_kind() {
+    let envd = Envd::start();
+    let c = envd.client().await;
+    let e = c
+        .exec(ExecRequest {
+            cwd: Some("/no/such/dir".into()),
+            ..sh("true")
+        })
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("/no/such/dir"), "{e}");
+    assert_eq!(kind(e), ErrorKind::InvalidArgument);
+    let e = c
+        .exec(ExecRequest {
+            cmd: "/no/such/program".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(kind(e), ErrorKind::NotFound);
+    let e = c
+        .exec(ExecRequest {
+            user: Some("no-such-user".into()),
+            ..sh("true")
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(kind(e), ErrorKind::InvalidArgument);
+}
+
+#[tokio::test]
+async fn streamed_exec_and_dropping_the_stream_kills_the_group() {
+    let envd = Envd::start();
+    let c = envd.client().await;
+    let mut s = c
+        .exec_stream(sh("echo one; echo two >&2; exit 4"))
+        .await
+        .unwrap();
+    assert!(s.pid > 0);
+    let (mut out, mut err, mut code) = (Vec::new(), Vec::new(), None);
+    while let Some(ev) = s.events.next().await {
+        match ev {
+            ProcessEvent::Stdout { data } => out.extend(data),
+            ProcessEvent::Stderr { data } => err.extend(data),
+            ProcessEvent::Exit { exit_code } => code = Some(exit_code),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(
+        (out.as_slice(), err.as_slice(), code),
+        (&b"one\n"[..], &b"two\n"[..], Some(4))
+    );
+
+    let marker = envd.dir.path().join("child.pid");
+    let mut s = c
+        .exec_stream(sh(&format!(
+            "sleep 300 & echo $! > {}; echo ready; wait",
+            marker.display()
+        )))
+        .await
+        .unwrap();
+    let shell = s.pid;
+    match s.events.next().await {
+        Some(ProcessEvent::Stdout { data }) => assert_eq!(data, b"ready\n"),
+        other => panic!("expected output, got {other:?}"),
+    }
+    let child: u32 = std::fs::read_to_string(&marker)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    drop(s);
+    assert!(
+        eventually(|| async { !pid_alive(child) && !pid_alive(shell) }).await,
+        "dropping the stream left the group alive"
+    );
+    // The connection still works after the reset stream.
+    assert_eq!(run(&c, "echo ok").await.stdout, b"ok\n");
+}
+
+#[tokio::test]
+async fn many_concurrent_requests() {
+    let envd = Envd::start();
+    let c = envd.client().await;
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let c = c.clone();
+            tokio::spawn(async move { run(&c, &format!("echo {i}")).await })
+        })
+        .collect();
+    for (i, t) in tasks.into_iter().enumerate() {
+        assert_eq!(t.await.unwrap().stdout, format!("{i}\n").into_bytes());
+    }
+}

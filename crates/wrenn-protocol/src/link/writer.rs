@@ -1,0 +1,66 @@
+//! The task that owns the transport's write half: encodes queued frames, coalescing them into
+//! large writes, and drops DATA of sessions that are no longer current.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+use super::frame::{Frame, FrameKind};
+
+/// Something to put on the wire.
+#[derive(Debug)]
+pub(crate) enum Outgoing {
+    /// An encoded frame.
+    Frame(Frame),
+    /// Raw bytes (resynchronisation padding).
+    Raw(Bytes),
+}
+
+/// Largest write the loop assembles from queued frames.
+const BATCH: usize = 512 * 1024;
+
+/// Writes queued frames until the queue closes or the transport fails.
+pub(crate) async fn write_loop<W: AsyncWrite + Unpin>(
+    mut wr: W,
+    mut rx: mpsc::Receiver<Outgoing>,
+    current: Arc<AtomicU64>,
+) {
+    let mut buf = BytesMut::with_capacity(BATCH);
+    while let Some(first) = rx.recv().await {
+        push(&mut buf, first, &current);
+        while buf.len() < BATCH {
+            match rx.try_recv() {
+                Ok(next) => push(&mut buf, next, &current),
+                Err(_) => break,
+            }
+        }
+        if buf.is_empty() {
+            continue;
+        }
+        let res = async {
+            wr.write_all(&buf).await?;
+            wr.flush().await
+        }
+        .await;
+        buf.clear();
+        if let Err(e) = res {
+            tracing::debug!("link write failed: {e}");
+            return;
+        }
+    }
+}
+
+fn push(buf: &mut BytesMut, out: Outgoing, current: &AtomicU64) {
+    match out {
+        Outgoing::Frame(f) => {
+            if f.kind == FrameKind::Data && f.session != current.load(Ordering::SeqCst) {
+                return;
+            }
+            f.encode(buf);
+        }
+        Outgoing::Raw(b) => buf.extend_from_slice(&b),
+    }
+}
