@@ -1,0 +1,246 @@
+//! File operations, metrics, reconnects and the link under a real envd.
+
+mod common;
+
+use bytes::Bytes;
+use common::*;
+use futures::StreamExt;
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use wrenn_protocol::link::{Frame, FrameDecoder, FrameKind};
+use wrenn_protocol::{EntryKind, ErrorKind, WriteOptions};
+
+fn vm_hwm_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn big_file_round_trip_with_bounded_memory() {
+    let envd = Envd::start();
+    let c = envd.client().await;
+    let path = envd.dir.path().join("sub/dir/big.bin");
+    let path = path.to_str().unwrap();
+    let chunk: Vec<u8> = (0..1usize << 20).map(|i| (i * 7 + 3) as u8).collect();
+    let mut want = Sha256::new();
+    for _ in 0..64 {
+        want.update(&chunk);
+    }
+    let chunk = Bytes::from(chunk);
+    let body =
+        futures::stream::iter((0..64).map(move |_| Ok::<_, std::io::Error>(chunk.clone()))).boxed();
+    let info = c
+        .write_file(
+            path,
+            WriteOptions {
+                mode: Some(0o600),
+                ..Default::default()
+            },
+            body,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (info.size, info.mode, info.kind),
+        (64 << 20, 0o600, EntryKind::File)
+    );
+
+    let mut got = Sha256::new();
+    let mut n = 0usize;
+    let mut s = c.read_file(path).await.unwrap();
+    while let Some(b) = s.next().await {
+        let b = b.unwrap();
+        n += b.len();
+        got.update(&b);
+    }
+    assert_eq!(n, 64 << 20);
+    assert_eq!(got.finalize(), want.finalize());
+    let hwm = vm_hwm_kib(envd.pid());
+    assert!(
+        hwm < 40 * 1024,
+        "envd's peak RSS {hwm} KiB: a 64 MiB file was buffered"
+    );
+    // No temp files left behind.
+    let names: Vec<String> = c
+        .list(&path[..path.len() - "/big.bin".len()], 1)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert_eq!(names, vec!["big.bin".to_string()]);
+}
+
+#[tokio::test]
+async fn write_options_stat_list_mkdir_remove() {
+    let envd = Envd::start();
+    let c = envd.client().await;
+    let root = envd.dir.path().to_str().unwrap().to_owned();
+    let one = |b: &'static [u8]| {
+        futures::stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(b))]).boxed()
+    };
+    let f = format!("{root}/a/b.txt");
+    let info = c
+        .write_file(
+            &f,
+            WriteOptions {
+                owner: Some("nobody".into()),
+                modified_at: Some(1_000_000_000),
+                ..Default::default()
+            },
+            one(b"hello"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            info.owner.as_str(),
+            info.modified_at,
+            info.size,
+            info.permissions.as_str()
+        ),
+        ("nobody", 1_000_000_000, 5, "-rw-r--r--")
+    );
+    let st = c.stat(&f).await.unwrap();
+    assert_eq!((st.name.as_str(), st.path.as_str()), ("b.txt", f.as_str()));
+
+    let d = c.mkdir(&format!("{root}/a/c/d")).await.unwrap();
+    assert_eq!(d.kind, EntryKind::Directory);
+    assert_eq!(
+        kind(c.mkdir(&format!("{root}/a/c")).await.unwrap_err()),
+        ErrorKind::AlreadyExists
+    );
+
+    let depth1: Vec<String> = c
+        .list(&format!("{root}/a"), 1)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.path)
+        .collect();
+    assert_eq!(
+        depth1,
+        vec![format!("{root}/a/b.txt"), format!("{root}/a/c")]
+    );
+    let depth2: Vec<String> = c
+        .list(&format!("{root}/a"), 2)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.path)
+        .collect();
+    assert_eq!(
+        depth2,
+        vec![
+            format!("{root}/a/b.txt"),
+            format!("{root}/a/c"),
+            format!("{root}/a/c/d")
+        ]
+    );
+
+    c.remove(&format!("{root}/a")).await.unwrap();
+    assert_eq!(kind(c.stat(&f).await.unwrap_err()), ErrorKind::NotFound);
+    assert_eq!(
+        kind(c.remove(&format!("{root}/a")).await.unwrap_err()),
+        ErrorKind::NotFound
+    );
+}
+
+#[tokio::test]
+async fn file_errors_have_the_right_kind() {
+    let envd = Envd::start();
+    let c = envd.client().await;
+    let read_err = |r: Result<wrenn_envd_client::ByteStream, wrenn_envd_client::EnvdError>| {
+        kind(r.err().expect("an error"))
+    };
+    assert_eq!(
+        read_err(c.read_file("/no/such/file").await),
+        ErrorKind::NotFound
+    );
+    assert_eq!(read_err(c.read_file("/etc").await), ErrorKind::IsADirectory);
+    assert_eq!(
+        read_err(c.read_file("relative/path").await),
+        ErrorKind::InvalidArgument
+    );
+    assert_eq!(
+        kind(c.stat("etc/passwd").await.unwrap_err()),
+        ErrorKind::InvalidArgument
+    );
+    let body = futures::stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(b"x"))]).boxed();
+    assert_eq!(
+        kind(
+            c.write_file("/etc", WriteOptions::default(), body)
+                .await
+                .unwrap_err()
+        ),
+        ErrorKind::IsADirectory
+    );
+}
+
+#[tokio::test]
+async fn metrics_are_sane() {
+    let envd = Envd::start();
+    let c = envd.client().await;
+    let m = c.metrics().await.unwrap();
+    assert!(
+        m.mem_total_bytes > 0 && m.mem_bytes > 0 && m.mem_bytes <= m.mem_total_bytes,
+        "{m:?}"
+    );
+    assert!(
+        m.disk_total_bytes > 0 && m.disk_bytes <= m.disk_total_bytes,
+        "{m:?}"
+    );
+    assert!(m.cpu_pct >= 0.0, "{m:?}");
+}
+
+#[tokio::test]
+async fn echo_and_link_resync_after_garbage() {
+    let envd = Envd::start();
+    let c = envd.client().await;
+    assert!(c.echo(Bytes::from_static(b"ping")).await.is_ok());
+
+    // Raw link: garbage, a truncated stale frame, a fake magic, then HELLO: the guest resyncs.
+    let mut sock = tokio::net::UnixStream::connect(&envd.sock).await.unwrap();
+    let mut wire = b"garbage WRN1 more".to_vec();
+    let stale = Frame {
+        kind: FrameKind::Data,
+        session: 5,
+        payload: Bytes::from(vec![1u8; 1000]),
+    }
+    .to_bytes();
+    wire.extend_from_slice(&stale[..500]);
+    wire.extend_from_slice(&vec![0u8; 200 * 1024]);
+    wire.extend_from_slice(&Frame::control(FrameKind::Hello, 77).to_bytes());
+    wire.extend_from_slice(
+        &Frame {
+            kind: FrameKind::Echo,
+            session: 77,
+            payload: Bytes::from_static(b"12345678abc"),
+        }
+        .to_bytes(),
+    );
+    sock.write_all(&wire).await.unwrap();
+    let mut dec = FrameDecoder::new();
+    let mut buf = vec![0u8; 65536];
+    let mut kinds = Vec::new();
+    while kinds.len() < 2 {
+        let n = tokio::time::timeout(WAIT, sock.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "envd closed the link");
+        dec.push(&buf[..n]);
+        while let Some(f) = dec.next_frame() {
+            kinds.push((f.kind, f.session, f.payload));
+        }
+    }
+    assert_eq!(kinds[0], (FrameKind::Ack, 77, Bytes::new()));
+    assert_eq!(
+        kinds[1],
+        (FrameKind::EchoReply, 77, Bytes::from_static(b"12345678abc"))
+    );
+
+    // The regular client still works.
+    assert_eq!(run(&c, "echo fine").await.stdout, b"fine\n");
+}
