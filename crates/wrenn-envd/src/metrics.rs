@@ -87,9 +87,9 @@ fn meminfo() -> (u64, u64) {
 fn disk() -> (u64, u64) {
     match nix::sys::statvfs::statvfs("/") {
         Ok(s) => {
-            let f = s.fragment_size() as u64;
-            let total = s.blocks() as u64 * f;
-            let free = s.blocks_free() as u64 * f;
+            let f = s.fragment_size();
+            let total = s.blocks() * f;
+            let free = s.blocks_free() * f;
             (total, total.saturating_sub(free))
         }
         Err(_) => (0, 0),

@@ -59,13 +59,12 @@ pub fn command(spec: &Spec, ctty: bool) -> ApiResult<Command> {
             if ctty && libc::ioctl(0, libc::TIOCSCTTY as _, 0) < 0 {
                 return Err(std::io::Error::last_os_error());
             }
-            if switch {
-                if libc::setgroups(groups.len() as _, groups.as_ptr()) < 0
+            if switch
+                && (libc::setgroups(groups.len() as _, groups.as_ptr()) < 0
                     || libc::setgid(gid) < 0
-                    || libc::setuid(uid) < 0
-                {
-                    return Err(std::io::Error::last_os_error());
-                }
+                    || libc::setuid(uid) < 0)
+            {
+                return Err(std::io::Error::last_os_error());
             }
             Ok(())
         });

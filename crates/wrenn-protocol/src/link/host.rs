@@ -176,10 +176,10 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 FrameKind::Ack => {
                     ack.send_replace(true);
                 }
-                FrameKind::Data if inbound_open => {
-                    if inbound.write_all(&frame.payload).await.is_err() {
-                        inbound_open = false;
-                    }
+                FrameKind::Data
+                    if inbound_open && inbound.write_all(&frame.payload).await.is_err() =>
+                {
+                    inbound_open = false;
                 }
                 FrameKind::EchoReply if frame.payload.len() >= 8 => {
                     let mut nonce = [0u8; 8];
@@ -235,5 +235,146 @@ impl HostLink {
             .await
             .map_err(|_| LinkError::Closed)?;
         w_rx.await.map_err(|_| LinkError::Closed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::link::guest;
+    use tokio::io::AsyncWriteExt;
+
+    /// A guest link serving an echo "server" (writes back what the session receives).
+    fn spawn_guest(transport: DuplexStream) -> tokio::task::JoinHandle<Result<(), LinkError>> {
+        tokio::spawn(guest::serve(transport, |_session, io| {
+            tokio::spawn(async move {
+                let (mut r, mut w) = tokio::io::split(io);
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            })
+            .abort_handle()
+        }))
+    }
+
+    async fn round_trip(io: &mut DuplexStream, msg: &[u8]) -> Vec<u8> {
+        io.write_all(msg).await.unwrap();
+        let mut got = vec![0u8; msg.len()];
+        tokio::time::timeout(Duration::from_secs(60), io.read_exact(&mut got))
+            .await
+            .unwrap()
+            .unwrap();
+        got
+    }
+
+    #[tokio::test]
+    async fn session_carries_bytes_and_echo() {
+        let (host_end, guest_end) = tokio::io::duplex(1 << 16);
+        let _g = spawn_guest(guest_end);
+        let (link, mut io) = connect(host_end, Duration::from_secs(60)).await.unwrap();
+        let big: Vec<u8> = (0..1_000_000u32).map(|i| i as u8).collect();
+        assert_eq!(round_trip(&mut io, &big).await, big);
+        assert_eq!(link.echo(b"raw").await.unwrap(), Bytes::from_static(b"raw"));
+    }
+
+    #[tokio::test]
+    async fn a_new_hello_replaces_the_session_and_stale_data_is_dropped() {
+        // One persistent guest stream, two host "connections" over it in turn.
+        let (host_end, guest_end) = tokio::io::duplex(1 << 16);
+        let _g = spawn_guest(guest_end);
+        let (mut hr, mut hw) = tokio::io::split(host_end);
+        // Session 1 by hand: HELLO, then data the guest echoes.
+        hw.write_all(&Frame::control(FrameKind::Hello, 1).to_bytes())
+            .await
+            .unwrap();
+        hw.write_all(
+            &Frame {
+                kind: FrameKind::Data,
+                session: 1,
+                payload: Bytes::from_static(b"old"),
+            }
+            .to_bytes(),
+        )
+        .await
+        .unwrap();
+        // Stale data of a session the guest never saw, and half a frame, then session 2.
+        hw.write_all(
+            &Frame {
+                kind: FrameKind::Data,
+                session: 9,
+                payload: Bytes::from_static(b"stale"),
+            }
+            .to_bytes(),
+        )
+        .await
+        .unwrap();
+        let partial = Frame {
+            kind: FrameKind::Data,
+            session: 1,
+            payload: Bytes::from(vec![7u8; 5000]),
+        }
+        .to_bytes();
+        hw.write_all(&partial[..100]).await.unwrap();
+        hw.write_all(&vec![0u8; HEADER + MAX_PAYLOAD + TRAILER])
+            .await
+            .unwrap();
+        hw.write_all(&Frame::control(FrameKind::Hello, 2).to_bytes())
+            .await
+            .unwrap();
+        hw.write_all(
+            &Frame {
+                kind: FrameKind::Data,
+                session: 2,
+                payload: Bytes::from_static(b"new"),
+            }
+            .to_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut dec = FrameDecoder::new();
+        let mut buf = vec![0u8; 65536];
+        let mut seen: Vec<(FrameKind, u64, Bytes)> = Vec::new();
+        while !seen.iter().any(|f| f.1 == 2 && f.0 == FrameKind::Data) {
+            let n = tokio::time::timeout(Duration::from_secs(60), hr.read(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(n > 0);
+            dec.push(&buf[..n]);
+            while let Some(f) = dec.next_frame() {
+                seen.push((f.kind, f.session, f.payload));
+            }
+        }
+        let new_data: Vec<u8> = seen
+            .iter()
+            .filter(|f| f.1 == 2 && f.0 == FrameKind::Data)
+            .flat_map(|f| f.2.to_vec())
+            .collect();
+        assert_eq!(new_data, b"new");
+        assert!(seen.contains(&(FrameKind::Ack, 2, Bytes::new())));
+        assert!(!seen.iter().any(|f| f.2.as_ref() == b"stale"));
+    }
+
+    #[tokio::test]
+    async fn connect_resyncs_a_guest_stuck_in_a_partial_frame() {
+        let (mut host_end, guest_end) = tokio::io::duplex(1 << 20);
+        let _g = spawn_guest(guest_end);
+        // A previous host connection died in the middle of a large frame.
+        let partial = Frame {
+            kind: FrameKind::Data,
+            session: 3,
+            payload: Bytes::from(vec![1u8; MAX_PAYLOAD]),
+        }
+        .to_bytes();
+        host_end.write_all(&partial[..1000]).await.unwrap();
+        let (_link, mut io) = connect(host_end, Duration::from_secs(60)).await.unwrap();
+        assert_eq!(round_trip(&mut io, b"after resync").await, b"after resync");
+    }
+
+    #[tokio::test]
+    async fn no_guest_means_no_ack() {
+        let (host_end, _silent) = tokio::io::duplex(1 << 20);
+        let err = connect(host_end, Duration::from_millis(600))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, LinkError::NoAck(_)), "{err:?}");
     }
 }
