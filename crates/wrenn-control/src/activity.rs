@@ -54,20 +54,33 @@ pub struct StreamGuard {
     id: String,
 }
 
-impl Drop for StreamGuard {
-    fn drop(&mut self) {
-        if let Ok(mut m) = self.activity.open.lock() {
-            if let Some(n) = m.get_mut(&self.id) {
+impl StreamGuard {
+    fn release(activity: &Activity, id: &str) {
+        if let Ok(mut m) = activity.open.lock() {
+            if let Some(n) = m.get_mut(id) {
                 *n = n.saturating_sub(1);
                 if *n == 0 {
-                    m.remove(&self.id);
+                    m.remove(id);
                 }
             }
         }
+    }
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
         let activity = self.activity.clone();
         let id = std::mem::take(&mut self.id);
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(async move { activity.touch(&id).await });
+        // The stream's end is activity. It stays counted as open until that is recorded, so
+        // the TTL check never sees a closed stream with an old activity stamp.
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(async move {
+                    activity.touch(&id).await;
+                    Self::release(&activity, &id);
+                });
+            }
+            Err(_) => Self::release(&activity, &id),
         }
     }
 }

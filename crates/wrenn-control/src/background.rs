@@ -6,7 +6,6 @@ use std::time::Duration;
 use wrenn_host::HostError;
 
 use crate::api::views;
-use crate::auth::Actor;
 use crate::state::AppState;
 use crate::store::{now_ms, MetricSample, TeamSample};
 
@@ -62,7 +61,8 @@ pub async fn reconcile(state: &AppState) -> Result<(), crate::ControlError> {
 
 /// One pass of the inactivity TTL: pauses idle running capsules without open streams.
 pub async fn ttl_pass(state: &AppState) {
-    let idle = match state.store.idle_capsules(now_ms()).await {
+    let now = now_ms();
+    let idle = match state.store.idle_capsules(now).await {
         Ok(v) => v,
         Err(e) => {
             tracing::warn!(error = %e, "TTL check could not list capsules");
@@ -74,11 +74,11 @@ pub async fn ttl_pass(state: &AppState) {
             continue;
         }
         tracing::info!(capsule = %row.id, timeout_sec = row.timeout_sec, "pausing idle capsule");
-        if let Err(e) = state
-            .pause_capsule(&row, &Actor::system("ttl"), Some("ttl_expired"))
-            .await
-        {
-            tracing::warn!(capsule = %row.id, error = %e, "TTL pause failed");
+        match state.pause_idle_capsule(&row, now).await {
+            Ok(_) => {}
+            // Became active (or changed) since the check: not idle any more.
+            Err(e) if e.code == "invalid_state" => {}
+            Err(e) => tracing::warn!(capsule = %row.id, error = %e, "TTL pause failed"),
         }
     }
 }

@@ -263,8 +263,32 @@ impl AppState {
         actor: &Actor,
         reason: Option<&str>,
     ) -> Result<CapsuleRow, ApiError> {
+        self.pause_inner(row, actor, reason, None).await
+    }
+
+    /// Pauses a capsule for the inactivity TTL, only if it is still idle at `now` (unix ms).
+    pub async fn pause_idle_capsule(
+        &self,
+        row: &CapsuleRow,
+        now: i64,
+    ) -> Result<CapsuleRow, ApiError> {
+        self.pause_inner(row, &Actor::system("ttl"), Some("ttl_expired"), Some(now))
+            .await
+    }
+
+    async fn pause_inner(
+        &self,
+        row: &CapsuleRow,
+        actor: &Actor,
+        reason: Option<&str>,
+        idle_at: Option<i64>,
+    ) -> Result<CapsuleRow, ApiError> {
         let started = Instant::now();
-        if !self.store.transition(&row.id, "running", "pausing").await? {
+        let moved = match idle_at {
+            None => self.store.transition(&row.id, "running", "pausing").await?,
+            Some(now) => self.store.pause_if_idle(&row.id, now).await?,
+        };
+        if !moved {
             let now = self.reload(row).await?;
             return Err(ApiError::invalid_state(format!(
                 "capsule {} is {}, not running",

@@ -226,6 +226,22 @@ impl Store {
         Ok(r.rows_affected() > 0)
     }
 
+    /// `running` → `pausing` only if the capsule has a TTL and was idle for it at `now`.
+    pub async fn pause_if_idle(&self, id: &str, now: i64) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "UPDATE capsules SET status = 'pausing', error = NULL, last_updated = $1 \
+             WHERE id = $2 AND status = 'running' AND timeout_sec > 0 \
+             AND last_active_at + timeout_sec * 1000 <= $3",
+        )
+        .bind(now_ms())
+        .bind(id)
+        .bind(now)
+        .execute(self.pool())
+        .await
+        .ctx("start idle pause")?;
+        Ok(r.rows_affected() > 0)
+    }
+
     /// Records activity on a capsule now.
     pub async fn touch_capsule(&self, id: &str) -> Result<(), StoreError> {
         sqlx::query("UPDATE capsules SET last_active_at = $1 WHERE id = $2")
