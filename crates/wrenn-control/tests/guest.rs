@@ -533,3 +533,33 @@ async fn pty_session_binary_frames_reattach_and_keepalive() {
     assert_eq!(err["type"], "error");
     assert_eq!(err["fatal"], true);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sampler_records_guest_metrics() {
+    let Some((s, id)) = server().await else {
+        return;
+    };
+    let mut last = Value::Null;
+    for _ in 0..600 {
+        last = s
+            .req(Method::GET, &format!("/v1/capsules/{id}/metrics?range=5m"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if last["points"].as_array().is_some_and(|p| !p.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let p = &last["points"][0];
+    assert!(
+        p["timestamp_unix"].as_i64().unwrap() > 1_600_000_000,
+        "{last}"
+    );
+    assert!(p["mem_bytes"].as_u64().unwrap() > 0, "{last}");
+    assert!(p["cpu_pct"].as_f64().unwrap() >= 0.0, "{last}");
+    assert!(p["disk_bytes"].is_u64(), "{last}");
+}
