@@ -83,6 +83,56 @@ pub async fn ttl_pass(state: &AppState) {
     }
 }
 
+/// Notices capsules that died under the control plane: a `running` or `paused` capsule the
+/// host no longer holds becomes `missing`; one the host reports as `error` becomes `error`.
+/// Changes are conditional on the status read, so in-flight transitions are never overwritten.
+pub async fn health_pass(state: &AppState) {
+    let rows = match state.store.list_live_capsules().await {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!(error = %e, "health check could not list capsules");
+            return;
+        }
+    };
+    let held: HashMap<String, _> = match state.host.list().await {
+        Ok(v) => v.into_iter().map(|c| (c.id.clone(), c)).collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "health check could not list host capsules");
+            return;
+        }
+    };
+    for row in rows {
+        if row.status != "running" && row.status != "paused" {
+            continue;
+        }
+        let (to, why) = match held.get(&row.id) {
+            None => (
+                "missing",
+                "the host no longer holds this capsule".to_owned(),
+            ),
+            Some(info) if info.status == wrenn_host::HostStatus::Error => (
+                "error",
+                info.error
+                    .clone()
+                    .unwrap_or_else(|| "the host reports an error".into()),
+            ),
+            Some(_) => continue,
+        };
+        match state
+            .store
+            .transition_err(&row.id, &row.status, to, &why)
+            .await
+        {
+            Ok(true) => {
+                tracing::warn!(capsule = %row.id, from = %row.status, to, reason = %why, "capsule lost");
+                state.state_changed(&row, &row.status, to);
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(capsule = %row.id, error = %e, "could not store lost capsule"),
+        }
+    }
+}
+
 /// One sampling pass: team reservations and guest metrics of running capsules.
 pub async fn sample_pass(state: &AppState, interval: Duration) {
     let now = chrono::Utc::now().timestamp();
@@ -161,6 +211,7 @@ pub fn spawn(state: AppState) -> Vec<tokio::task::JoinHandle<()>> {
         let mut passes: u64 = 0;
         loop {
             tick.tick().await;
+            health_pass(&state).await;
             sample_pass(&state, interval).await;
             passes += 1;
             if passes % 360 == 1 {

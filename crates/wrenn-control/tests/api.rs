@@ -1116,3 +1116,30 @@ async fn slow_create_answers_starting(db: Db) {
     assert_eq!(list.len(), 1);
 }
 both_dbs!(slow_create_answers_starting);
+
+async fn lost_capsules_are_noticed(db: Db) {
+    let s = Server::start(db, FakeHost::new(8)).await;
+    let id = s.create(json!({})).await["id"].as_str().unwrap().to_owned();
+    s.host.forget(&id);
+    let v = s.wait_status(&id, "missing").await;
+    assert_eq!(v["id"], id.as_str());
+    assert_error(
+        s.req(Method::POST, &format!("/v1/capsules/{id}/exec"))
+            .json(&json!({"cmd": "true"}))
+            .send()
+            .await
+            .unwrap(),
+        409,
+        "invalid_state",
+    )
+    .await;
+    assert_eq!(
+        s.req(Method::DELETE, &format!("/v1/capsules/{id}"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+}
+both_dbs!(lost_capsules_are_noticed);
