@@ -56,6 +56,19 @@ impl FromRequestParts<AppState> for Auth {
             .key_by_hash(&ids::hash_key(key))
             .await?
             .ok_or_else(|| ApiError::unauthorized("invalid API key"))?;
+        // Record use at most once a minute per key, off the request path.
+        if found
+            .last_used_at
+            .is_none_or(|t| crate::store::now_ms() - t > 60_000)
+        {
+            let store = state.store.clone();
+            let id = found.id.clone();
+            tokio::spawn(async move {
+                if let Err(e) = store.touch_key(&id).await {
+                    tracing::warn!(key = %id, error = %e, "could not record key use");
+                }
+            });
+        }
         Ok(Auth {
             team_id: found.team_id,
             actor: Actor {

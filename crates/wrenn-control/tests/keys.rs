@@ -85,6 +85,21 @@ async fn only_hashes_are_stored_and_removed_keys_stop_working() {
         .await
         .unwrap();
     assert_eq!(ok.status(), 200);
+    // Its use is recorded.
+    let mut used = None;
+    for _ in 0..300 {
+        used = list_keys(&s.store)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|k| k.id == info.id)
+            .and_then(|k| k.last_used_at);
+        if used.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(used.is_some(), "last_used_at not recorded");
     assert!(remove_key(&s.store, &info.id).await.unwrap());
     let gone = s
         .req_as(&plain, reqwest::Method::GET, "/v1/capsules")

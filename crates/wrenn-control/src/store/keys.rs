@@ -65,6 +65,8 @@ pub struct KeyWithTeam {
     pub name: String,
     /// Team id.
     pub team_id: String,
+    /// Unix ms of the last recorded use.
+    pub last_used_at: Option<i64>,
 }
 
 impl Store {
@@ -179,7 +181,7 @@ impl Store {
     /// The key with this hash.
     pub async fn key_by_hash(&self, hash: &str) -> Result<Option<KeyWithTeam>, StoreError> {
         sqlx::query_as::<_, KeyWithTeam>(
-            "SELECT id, name, team_id FROM api_keys WHERE key_hash = $1",
+            "SELECT id, name, team_id, last_used_at FROM api_keys WHERE key_hash = $1",
         )
         .bind(hash)
         .fetch_optional(self.pool())
