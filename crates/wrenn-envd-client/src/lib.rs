@@ -2,7 +2,9 @@
 //!
 //! One [`EnvdClient`] holds one HTTP/2 connection over the capsule's agent channel (the
 //! virtio-serial port's Unix socket on the host). It is cheap to clone; every call is a
-//! separate HTTP/2 stream, so calls run concurrently.
+//! separate HTTP/2 stream, so calls run concurrently. The connection closes when the last
+//! clone and the last stream it handed out are dropped; QEMU serves one connection per agent
+//! port at a time, so drop them before connecting again to the same VM.
 //!
 //! Transport: the link layer of `wrenn_protocol::link` (HELLO/ACK session, DATA frames) under
 //! HTTP/2; routes and encodings are described in docs/envd-protocol.md.
