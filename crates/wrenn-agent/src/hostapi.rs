@@ -75,10 +75,7 @@ impl HostApi for CapsuleManager {
             }
             .into());
         }
-        let envd = lock(&slot.envd).clone();
-        envd.ok_or_else(|| {
-            HostError::Internal(format!("capsule {id} is running but has no guest channel"))
-        })
+        Ok(self.inner.guest_of(&slot).await?)
     }
 
     async fn snapshot(

@@ -620,7 +620,7 @@ impl Inner {
             _ if alive => match self.adopt(&spec).await {
                 Ok((vm, envd)) => {
                     let _ = std::fs::remove_dir_all(dir.join(files::SNAPSHOT_USED));
-                    *lock(&slot.envd) = Some(envd);
+                    *lock(&slot.envd) = envd;
                     vm_handle = Some(vm);
                     (HostStatus::Running, None)
                 }
@@ -643,15 +643,33 @@ impl Inner {
         Ok(Some(slot))
     }
 
-    async fn adopt(&self, spec: &VmSpec) -> Result<(Vm, EnvdClient)> {
+    /// Re-attaches to a live VMM: its vCPUs run again, and the guest gets the clock and fresh
+    /// entropy when it answers (it may not yet: `guest()` connects lazily then).
+    async fn adopt(&self, spec: &VmSpec) -> Result<(Vm, Option<EnvdClient>)> {
         let vm = Vm::adopt(spec).await?;
         if !vm.is_running().await {
             vm.cont().await?;
         }
-        // Setting the clock and re-seeding is right after any gap (the agent may have died
-        // in the middle of a resume).
-        let envd = self.sync_guest(&vm).await?;
+        let envd = match self.sync_guest(&vm).await {
+            Ok(e) => Some(e),
+            Err(e) => {
+                tracing::warn!(dir = %spec.dir.display(), error = %e, "re-adopted VMM's guest does not answer yet");
+                None
+            }
+        };
         Ok((vm, envd))
+    }
+
+    /// The guest channel of a running capsule, connecting if there is none yet.
+    pub(crate) async fn guest_of(&self, slot: &Slot) -> Result<EnvdClient> {
+        let existing = lock(&slot.envd).clone();
+        if let Some(e) = existing.filter(|e| !e.is_closed()) {
+            return Ok(e);
+        }
+        let socket = wrenn_vmm::agent_socket_path(&slot.dir);
+        let envd = EnvdClient::connect(&socket, self.cfg.envd_timeout).await?;
+        *lock(&slot.envd) = Some(envd.clone());
+        Ok(envd)
     }
 }
 

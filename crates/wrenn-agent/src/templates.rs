@@ -100,7 +100,7 @@ impl Inner {
         let rootfs = tokio::task::spawn_blocking(move || images.ensure_rootfs(base, &envd))
             .await
             .map_err(|e| AgentError::Tool(format!("image build task: {e}")))??;
-        let key = format!("{}-{}-{vcpus}c{memory_mb}m", base.name(), rootfs.id);
+        let key = format!("{}-{vcpus}c{memory_mb}m", rootfs.id);
         let lock = self.template_lock(&key).await;
         let _guard = lock.lock().await;
         let dir = self.layout.base_template(&key);
@@ -122,11 +122,12 @@ impl Inner {
     async fn build_base(&self, key: &str, rootfs: &Path, vcpus: u32, memory_mb: u32) -> Result<()> {
         let dir = self.layout.base_template(key);
         let parent = dir.parent().unwrap_or(Path::new("/"));
-        let build = parent.join(build_dir_name(key));
+        let build = parent.join(build_dir_name());
         std::fs::create_dir_all(&build).map_err(AgentError::io("creating", &build))?;
         tracing::info!(template = %key, "building base template (one cold boot)");
         let disk = build.join(files::DISK);
-        tools::create_overlay(rootfs, &disk).await?;
+        let rootfs = std::fs::canonicalize(rootfs).map_err(AgentError::io("resolving", rootfs))?;
+        tools::create_overlay(&rootfs, &disk).await?;
         let spec = self.vm_spec(
             &build,
             vcpus,
@@ -257,7 +258,7 @@ impl Inner {
         let root = self.layout.templates();
         std::fs::create_dir_all(&root).map_err(AgentError::io("creating", &root))?;
         let suffix: u64 = rand::random();
-        let build = root.join(build_dir_name(name));
+        let build = root.join(build_dir_name());
         std::fs::create_dir_all(&build).map_err(AgentError::io("creating", &build))?;
         let result = (|| {
             let snap = capsule_dir.join(files::SNAPSHOT);
@@ -378,14 +379,11 @@ pub(crate) fn cleanup_runtime_files(dir: &Path) {
     }
 }
 
-/// Name of a build directory: `.build-<name>-<pid>-<random>`, so a sweep can tell whether
-/// its builder still runs (several agents may share one template store).
-fn build_dir_name(name: &str) -> String {
-    format!(
-        ".build-{name}-{}-{:x}",
-        std::process::id(),
-        rand::random::<u32>()
-    )
+/// Name of a build directory: `.build-<pid>-<random>`, so a sweep can tell whether its
+/// builder still runs (several agents may share one template store). Short, because the
+/// VMM's sockets live in it and Unix socket paths are limited to 107 bytes.
+fn build_dir_name() -> String {
+    format!(".build-{}-{:x}", std::process::id(), rand::random::<u32>())
 }
 
 /// Whether the process that made a `.build-…` directory is still alive.

@@ -315,6 +315,10 @@ async fn agent_restarts_keep_capsules_alive_and_usable() {
         .any(|p| p.pid == bg.pid && p.tag == "keeper"));
 
     // kill -9 of an agent process: a child test process creates a capsule and SIGKILLs itself.
+    // (One agent per data dir at a time: this one lets go first.)
+    drop(envd);
+    host.release_channels();
+    drop(host);
     let status = std::process::Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "crash_child_create_then_die", "--nocapture"])
         .env("WRENN_CRASH_CHILD_DIR", th.dir.path())
@@ -325,9 +329,6 @@ async fn agent_restarts_keep_capsules_alive_and_usable() {
         "the crash child was expected to die by SIGKILL"
     );
     let child_id = std::fs::read_to_string(th.dir.path().join("child-capsule")).unwrap();
-    drop(envd);
-    host.release_channels();
-    drop(host);
     let host = th.open().await;
     for id in [&cap.id, &child_id] {
         let info = host.get(id).await.unwrap();

@@ -150,7 +150,11 @@ where
     }
 }
 
-/// Whether a process with this pid exists on the host.
+/// Whether a process with this pid runs on the host (a zombie waiting to be reaped by
+/// init does not count).
 pub fn pid_alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat.rsplit(')').next().and_then(|r| r.split_whitespace().next()) != Some("Z"),
+        Err(_) => false,
+    }
 }
