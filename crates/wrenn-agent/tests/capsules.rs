@@ -343,6 +343,7 @@ async fn agent_restarts_keep_capsules_alive_and_usable() {
 
     // A VMM that died while the agent was away is reported as error, never as running.
     let dead = host.vmm_pid(&cap.id).await.unwrap().unwrap();
+    drop(envd);
     host.release_channels();
     drop(host);
     unsafe { libc::kill(dead as i32, libc::SIGKILL) };

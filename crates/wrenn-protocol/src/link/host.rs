@@ -90,7 +90,11 @@ where
         closed: closed_rx,
         tasks: vec![writer, reader],
     };
-    handshake(&link, &mut ack_rx, timeout).await?;
+    // Bounded as a whole: with no reader on the other end (QEMU serves one connection at a
+    // time), sending HELLO and padding itself blocks once the socket buffer is full.
+    tokio::time::timeout(timeout, handshake(&link, &mut ack_rx, timeout))
+        .await
+        .map_err(|_| LinkError::NoAck(timeout))??;
     link.tasks.push(tokio::spawn(pump_out_host(
         session,
         out_rd,
