@@ -7,6 +7,7 @@ import os
 import subprocess
 from pathlib import Path
 
+import httpx
 import pytest
 
 from conftest import REPO
@@ -99,4 +100,44 @@ def test_snapshot_commands(server, cli_capsule):
     assert all(t["type"] == "snapshot" for t in only) and name in [t["name"] for t in only]
     assert wrenn_cli(server, "snapshot", "rm", name).returncode == 0
     r = wrenn_cli(server, "snapshot", "rm", name)
+    assert r.returncode == 1 and r.stderr.decode().startswith("error: not_found: ")
+
+
+def test_options_after_the_subcommand(server):
+    # `--json`, `--base-url` and `--api-key` work after the subcommand too.
+    r = wrenn_cli(server, "capsule", "list", "--json", "--base-url", server.url + "/api", "--api-key", server.key)
+    assert r.returncode == 0, r.stderr
+    assert isinstance(json.loads(r.stdout), list)
+
+
+def test_key_create_list_rm_against_the_running_server(server):
+    binary = os.environ.get("WRENN_BIN") or str(REPO / "target" / "debug" / "wrenn")
+
+    def key_cmd(*args: str) -> subprocess.CompletedProcess:
+        env = dict(os.environ)
+        env.pop("WRENN_DIR", None)
+        return subprocess.run(
+            [binary, "key", *args, "--data-dir", str(server.data_dir)], capture_output=True, env=env, timeout=120
+        )
+
+    name = f"e2e-{os.getpid()}"
+    r = key_cmd("create", "--name", name)
+    assert r.returncode == 0, r.stderr
+    key = r.stdout.decode().strip()
+    assert key.startswith("wrn_") and len(key) == 36, key
+    rows = [line.split() for line in key_cmd("list").stdout.decode().splitlines()]
+    assert rows[0] == ["ID", "PREFIX", "NAME", "CREATED"]
+    mine = [row for row in rows[1:] if row[2] == name]
+    assert len(mine) == 1 and mine[0][1] == key[:10] and mine[0][0].startswith("key-")
+    key_id = mine[0][0]
+    # The running server accepts the new key at once.
+    ok = httpx.get(f"{server.url}/v1/capsules", headers={"X-API-Key": key}, timeout=30)
+    assert ok.status_code == 200, ok.text
+    r = key_cmd("rm", key_id)
+    assert r.returncode == 0, r.stderr
+    assert name not in key_cmd("list").stdout.decode()
+    # A removed key is refused, and removing it again is an error.
+    gone = httpx.get(f"{server.url}/v1/capsules", headers={"X-API-Key": key}, timeout=30)
+    assert gone.status_code == 401 and gone.json()["error"]["code"] == "unauthorized"
+    r = key_cmd("rm", key_id)
     assert r.returncode == 1 and r.stderr.decode().startswith("error: not_found: ")

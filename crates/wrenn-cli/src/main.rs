@@ -20,10 +20,10 @@ struct Cli {
 #[derive(clap::Args, Clone)]
 pub struct DataOpts {
     /// Data dir (images, templates, capsules, the SQLite store).
-    #[arg(long, env = "WRENN_DIR", default_value_os_t = wrenn_images::default_data_dir())]
+    #[arg(long, global = true, env = "WRENN_DIR", default_value_os_t = wrenn_images::default_data_dir())]
     pub data_dir: PathBuf,
     /// PostgreSQL URL for the store (default: SQLite in the data dir).
-    #[arg(long, env = "WRENN_DATABASE_URL")]
+    #[arg(long, global = true, env = "WRENN_DATABASE_URL")]
     pub database_url: Option<String>,
 }
 
@@ -158,6 +158,7 @@ async fn main() -> anyhow::Result<()> {
                     let (info, key) = wrenn_control::create_key(&store, None, &name).await?;
                     println!("{key}");
                     eprintln!("key {} created; it is shown only this once", info.id);
+                    0
                 }
                 KeyCommand::List => {
                     println!("{:<32} {:<12} {:<20} CREATED", "ID", "PREFIX", "NAME");
@@ -167,13 +168,18 @@ async fn main() -> anyhow::Result<()> {
                             k.id, k.prefix, k.name, k.created_at
                         );
                     }
+                    0
                 }
                 KeyCommand::Rm { id } => {
-                    wrenn_control::remove_key(&store, &id).await?;
-                    eprintln!("key {id} removed");
+                    if wrenn_control::remove_key(&store, &id).await? {
+                        eprintln!("key {id} removed");
+                        0
+                    } else {
+                        eprintln!("error: not_found: no API key with id {id}");
+                        1
+                    }
                 }
             }
-            0
         }
         Command::Capsule { opts, command } => wrenn_client::run_capsule(&opts, command).await?,
         Command::Snapshot { opts, command } => wrenn_client::run_snapshot(&opts, command).await?,

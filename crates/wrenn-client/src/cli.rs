@@ -6,14 +6,19 @@ use std::collections::BTreeMap;
 #[derive(clap::Args, Debug, Clone)]
 pub struct ClientOpts {
     /// Base URL of the Wrenn API, with or without `/api`.
-    #[arg(long, env = "WRENN_BASE_URL", default_value = "http://127.0.0.1:8080")]
+    #[arg(
+        long,
+        global = true,
+        env = "WRENN_BASE_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
     pub base_url: String,
     /// API key (`wrn_…`); `wrenn server` prints one at its first start and saves it to
     /// `<data dir>/admin.key`.
-    #[arg(long, env = "WRENN_API_KEY", hide_env_values = true)]
+    #[arg(long, global = true, env = "WRENN_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
     /// Print the server's JSON instead of tables (for scripts).
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub json: bool,
 }
 
