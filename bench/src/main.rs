@@ -1,1 +1,68 @@
-fn main() {}
+//! Benchmarks of Wrenn on this host, each figure beside a baseline measured in the same run.
+//!
+//! - `lifecycle`: per memory size, cold boot vs create from template, pause vs QEMU's classic
+//!   migration to a file, resume vs classic `-incoming` restore, bytes on disk vs pages touched;
+//!   and the host memory an idle 512 MiB capsule costs.
+//! - `channel`: raw echo over the virtio-serial port vs an envd request, exec round trip, file
+//!   throughput over the channel vs a plain `cat` pipe on the host.
+
+mod channel;
+mod common;
+mod lifecycle;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "Wrenn benchmarks")]
+struct Args {
+    /// Data dir for images, templates and the benchmark's capsules.
+    #[arg(long, env = "WRENN_BENCH_DIR", default_value = "/var/tmp/wrenn-bench")]
+    data_dir: std::path::PathBuf,
+    /// Static envd binary (default: target/x86_64-unknown-linux-gnu/release/envd).
+    #[arg(long, env = "WRENN_ENVD")]
+    envd: Option<std::path::PathBuf>,
+    #[command(subcommand)]
+    what: What,
+}
+
+#[derive(Subcommand)]
+enum What {
+    /// Create, pause, resume per memory size, with QEMU's classic migration as baseline.
+    Lifecycle {
+        /// Memory sizes in MiB.
+        #[arg(long, value_delimiter = ',', default_value = "256,1024,2048")]
+        sizes: Vec<u32>,
+        /// Repetitions of pause/resume per size (the median is shown).
+        #[arg(long, default_value_t = 5)]
+        reps: usize,
+    },
+    /// The host↔guest channel: round trips and throughput.
+    Channel {
+        /// Round trips per measurement.
+        #[arg(long, default_value_t = 50)]
+        rounds: usize,
+        /// File size for throughput, MiB.
+        #[arg(long, default_value_t = 64)]
+        file_mib: usize,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WRENN_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    let args = Args::parse();
+    let envd = common::envd_binary(args.envd)?;
+    let mgr = common::open(&args.data_dir, &envd).await?;
+    match args.what {
+        What::Lifecycle { sizes, reps } => {
+            lifecycle::run(&mgr, &args.data_dir, &envd, &sizes, reps).await
+        }
+        What::Channel { rounds, file_mib } => channel::run(&mgr, rounds, file_mib).await,
+    }
+}

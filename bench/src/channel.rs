@@ -1,0 +1,135 @@
+//! `channel`: the host↔guest channel. A raw echo frame over the same virtio-serial port is the
+//! baseline for an envd request; a `cat` pipe on the host is the baseline for file throughput.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use wrenn_agent::CapsuleManager;
+use wrenn_host::HostApi;
+use wrenn_protocol::{ExecRequest, WriteOptions};
+
+use crate::common::{create, median, ms};
+
+/// Runs the channel benchmark and prints its table.
+pub async fn run(mgr: &CapsuleManager, rounds: usize, file_mib: usize) -> anyhow::Result<()> {
+    mgr.prepare("minimal", 1, 512).await?;
+    let (id, _) = create(mgr, 512).await?;
+    let envd = mgr.guest(&id).await?;
+    let mut echo = Vec::new();
+    let mut health = Vec::new();
+    let mut exec = Vec::new();
+    for _ in 0..rounds {
+        echo.push(envd.echo(Bytes::from_static(b"ping")).await?);
+        let t = Instant::now();
+        envd.health().await?;
+        health.push(t.elapsed());
+        let t = Instant::now();
+        envd.exec(ExecRequest {
+            cmd: "/bin/true".into(),
+            ..Default::default()
+        })
+        .await?;
+        exec.push(t.elapsed());
+    }
+    let size = file_mib << 20;
+    let chunk = Bytes::from(vec![0x5au8; 1 << 20]);
+    let body =
+        futures::stream::iter((0..file_mib).map(move |_| Ok::<_, std::io::Error>(chunk.clone())))
+            .boxed();
+    let t = Instant::now();
+    envd.write_file("/tmp/bench.bin", WriteOptions::default(), body)
+        .await?;
+    let write = t.elapsed();
+    let t = Instant::now();
+    let mut stream = envd.read_file("/tmp/bench.bin").await?;
+    let mut got = 0usize;
+    while let Some(b) = stream.next().await {
+        got += b?.len();
+    }
+    let read = t.elapsed();
+    anyhow::ensure!(got == size, "read {got} of {size} bytes");
+    let cat = cat_pipe(size).await?;
+    mgr.destroy(&id).await?;
+
+    let rate = |d: Duration| size as f64 / (1 << 20) as f64 / d.as_secs_f64();
+    let (e, h, x) = (median(echo), median(health), median(exec));
+    println!(
+        "{:<40} {:>14} {:>14} {:>8}",
+        "measure (median)", "value", "baseline", "ratio"
+    );
+    println!(
+        "{:<40} {:>14} {:>14} {:>8}",
+        "raw echo over virtio-serial",
+        ms(e),
+        "-",
+        "1.00"
+    );
+    println!(
+        "{:<40} {:>14} {:>14} {:>8.2}",
+        "envd request (health)",
+        ms(h),
+        ms(e),
+        h.as_secs_f64() / e.as_secs_f64()
+    );
+    println!(
+        "{:<40} {:>14} {:>14} {:>8.2}",
+        "exec /bin/true round trip",
+        ms(x),
+        ms(e),
+        x.as_secs_f64() / e.as_secs_f64()
+    );
+    println!(
+        "{:<40} {:>10.1} MiB/s {:>8.1} MiB/s {:>8.3}",
+        format!("file write {file_mib} MiB"),
+        rate(write),
+        rate(cat),
+        rate(write) / rate(cat)
+    );
+    println!(
+        "{:<40} {:>10.1} MiB/s {:>8.1} MiB/s {:>8.3}",
+        format!("file read {file_mib} MiB"),
+        rate(read),
+        rate(cat),
+        rate(read) / rate(cat)
+    );
+    Ok(())
+}
+
+/// Time to push `size` bytes through `cat` on the host.
+async fn cat_pipe(size: usize) -> anyhow::Result<Duration> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut child = tokio::process::Command::new("cat")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let mut stdin = child
+        .stdin
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("no stdin"))?;
+    let mut stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+    let t = Instant::now();
+    let writer = tokio::spawn(async move {
+        let chunk = vec![0x5au8; 1 << 20];
+        for _ in 0..size >> 20 {
+            stdin.write_all(&chunk).await?;
+        }
+        Ok::<_, std::io::Error>(())
+    });
+    let mut buf = vec![0u8; 1 << 20];
+    let mut got = 0;
+    while got < size {
+        let n = stdout.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        got += n;
+    }
+    writer.await??;
+    let took = t.elapsed();
+    child.kill().await.ok();
+    Ok(took)
+}

@@ -1,0 +1,267 @@
+//! `lifecycle`: cold boot, create from template, pause, resume and bytes on disk per memory
+//! size, beside QEMU's classic migration (all of RAM to a file) and `-incoming` restore of the
+//! same VM; then the host memory of idle 512 MiB capsules.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use wrenn_agent::fsutil::{allocated_bytes, dir_allocated_bytes};
+use wrenn_agent::manifest::CapsuleManifest;
+use wrenn_agent::CapsuleManager;
+use wrenn_envd_client::EnvdClient;
+use wrenn_host::HostApi;
+use wrenn_images::{BaseTemplate, ImageStore};
+use wrenn_vmm::{Vm, VmSpec};
+
+use crate::common::{create, median, mib, ms, sh};
+
+struct Row {
+    mem: u32,
+    cold: Duration,
+    create: Duration,
+    pause: Duration,
+    resume: Duration,
+    classic_save: Duration,
+    classic_restore: Duration,
+    touched: u64,
+    on_disk: u64,
+    classic_bytes: u64,
+}
+
+/// Runs the lifecycle benchmark and prints its table.
+pub async fn run(
+    mgr: &CapsuleManager,
+    data_dir: &Path,
+    envd: &Path,
+    sizes: &[u32],
+    reps: usize,
+) -> anyhow::Result<()> {
+    println!(
+        "accelerator: {}",
+        wrenn_agent::manager::accel_name(mgr.accel())
+    );
+    let mut rows = Vec::new();
+    for &mem in sizes {
+        eprintln!("== {mem} MiB: preparing the template snapshot");
+        mgr.prepare("minimal", 1, mem).await?;
+        eprintln!("== {mem} MiB: cold boot");
+        let cold = cold_boot(mgr, data_dir, envd, mem).await?;
+        eprintln!("== {mem} MiB: create, pause, resume");
+        let (id, create_t) = create(mgr, mem).await?;
+        let guest = mgr.guest(&id).await?;
+        // A working set: a quarter of RAM written in tmpfs.
+        sh(
+            &guest,
+            &format!(
+                "dd if=/dev/zero of=/dev/shm/fill bs=1M count={} 2>/dev/null",
+                mem / 4
+            ),
+        )
+        .await?;
+        let (mut pauses, mut resumes) = (Vec::new(), Vec::new());
+        let (mut touched, mut on_disk) = (0, 0);
+        for rep in 0..reps {
+            let t = Instant::now();
+            mgr.pause(&id).await?;
+            pauses.push(t.elapsed());
+            if rep == 0 {
+                let dir = mgr.capsule_dir(&id);
+                touched = allocated_bytes(&dir.join("memory"))?
+                    + allocated_bytes(&dir.join("disk.qcow2"))?;
+                on_disk = dir_allocated_bytes(&dir);
+            }
+            let t = Instant::now();
+            mgr.resume(&id).await?;
+            resumes.push(t.elapsed());
+        }
+        mgr.pause(&id).await?;
+        eprintln!("== {mem} MiB: classic migration baseline");
+        let (classic_save, classic_restore, classic_bytes) =
+            classic_baseline(mgr, &id, mem).await?;
+        mgr.destroy(&id).await?;
+        rows.push(Row {
+            mem,
+            cold,
+            create: create_t,
+            pause: median(pauses),
+            resume: median(resumes),
+            classic_save,
+            classic_restore,
+            touched,
+            on_disk,
+            classic_bytes,
+        });
+    }
+    println!();
+    println!(
+        "{:>8} | {:>10} {:>10} {:>6} | {:>9} {:>12} {:>6} | {:>9} {:>12} | {:>11} {:>11} {:>6} {:>12}",
+        "memory", "cold boot", "create", "ratio", "pause", "classic save", "ratio", "resume", "classic rest", "touched", "on disk", "ratio", "classic file"
+    );
+    for r in &rows {
+        println!(
+            "{:>5} MiB | {:>10} {:>10} {:>6.3} | {:>9} {:>12} {:>6.3} | {:>9} {:>12} | {:>11} {:>11} {:>6.3} {:>12}",
+            r.mem,
+            ms(r.cold),
+            ms(r.create),
+            r.create.as_secs_f64() / r.cold.as_secs_f64(),
+            ms(r.pause),
+            ms(r.classic_save),
+            r.pause.as_secs_f64() / r.classic_save.as_secs_f64(),
+            ms(r.resume),
+            ms(r.classic_restore),
+            mib(r.touched),
+            mib(r.on_disk),
+            r.on_disk as f64 / r.touched.max(1) as f64,
+            mib(r.classic_bytes),
+        );
+    }
+    if let (Some(small), Some(big)) = (rows.first(), rows.last()) {
+        println!(
+            "resume at {} MiB / resume at {} MiB: {:.2}",
+            big.mem,
+            small.mem,
+            big.resume.as_secs_f64() / small.resume.as_secs_f64()
+        );
+    }
+    idle_memory(mgr).await
+}
+
+/// Boots the minimal root filesystem from scratch until envd answers.
+async fn cold_boot(
+    mgr: &CapsuleManager,
+    data_dir: &Path,
+    envd: &Path,
+    mem: u32,
+) -> anyhow::Result<Duration> {
+    let images = ImageStore::new(data_dir);
+    let kernel = images.ensure_kernel()?;
+    let rootfs = images.ensure_rootfs(BaseTemplate::Minimal, envd)?;
+    let dir = data_dir.join(format!("bench-cold-{mem}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let disk = dir.join("disk.qcow2");
+    let st = std::process::Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
+        .arg(&rootfs.path)
+        .arg(&disk)
+        .status()?;
+    anyhow::ensure!(st.success(), "qemu-img create failed");
+    let spec = VmSpec {
+        dir: dir.clone(),
+        qemu: "qemu-system-x86_64".into(),
+        kernel: kernel.kernel,
+        initrd: kernel.initrd,
+        cmdline_extra: String::new(),
+        vcpus: 1,
+        memory_mb: mem,
+        memory_file: dir.join("memory"),
+        disk,
+        accel: mgr.accel(),
+    };
+    let t = Instant::now();
+    let vm = Vm::boot(&spec).await?;
+    let client = EnvdClient::connect(&vm.agent_socket(), Duration::from_secs(300)).await?;
+    client.health().await?;
+    let took = t.elapsed();
+    drop(client);
+    vm.kill().await?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(took)
+}
+
+/// The same (paused) capsule restored by the benchmark, saved with QEMU's classic migration
+/// (every RAM page into the file) and restored from it with `-incoming`.
+async fn classic_baseline(
+    mgr: &CapsuleManager,
+    id: &str,
+    mem: u32,
+) -> anyhow::Result<(Duration, Duration, u64)> {
+    let dir = mgr.capsule_dir(id);
+    let manifest = CapsuleManifest::load(&dir.join("capsule.json"))?;
+    let spec = VmSpec {
+        dir: dir.clone(),
+        qemu: "qemu-system-x86_64".into(),
+        kernel: manifest.kernel,
+        initrd: manifest.initrd,
+        cmdline_extra: String::new(),
+        vcpus: 1,
+        memory_mb: mem,
+        memory_file: dir.join("memory"),
+        disk: dir.join("disk.qcow2"),
+        accel: mgr.accel(),
+    };
+    let vm = Vm::restore(&spec, &dir.join("snapshot/state"))
+        .await
+        .context("restoring for the baseline")?;
+    let client = EnvdClient::connect(&vm.agent_socket(), Duration::from_secs(120)).await?;
+    client.health().await?;
+    drop(client);
+    let file = dir.join("classic.migration");
+    let t = Instant::now();
+    vm.save_classic(&file).await?;
+    let save = t.elapsed();
+    vm.kill().await?;
+    let bytes = allocated_bytes(&file)?;
+    let t = Instant::now();
+    let vm = Vm::restore_classic(&spec, &file).await?;
+    let client = EnvdClient::connect(&vm.agent_socket(), Duration::from_secs(120)).await?;
+    client.health().await?;
+    let restore = t.elapsed();
+    drop(client);
+    vm.kill().await?;
+    let _ = std::fs::remove_file(&file);
+    Ok((save, restore, bytes))
+}
+
+/// Host memory of idle 512 MiB capsules (RSS of their VMM processes).
+async fn idle_memory(mgr: &CapsuleManager) -> anyhow::Result<()> {
+    const N: usize = 3;
+    let mut ids = Vec::new();
+    for _ in 0..N {
+        ids.push(create(mgr, 512).await?.0);
+    }
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    println!();
+    println!("idle 512 MiB capsules: host memory per VMM process");
+    println!(
+        "{:>28} {:>11} {:>11} {:>11} {:>11}",
+        "capsule", "RSS", "anon", "file", "guest RAM"
+    );
+    let mut total = 0;
+    for id in &ids {
+        let pid = mgr.vmm_pid(id).await?.context("no VMM")?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        let field = |name: &str| -> u64 {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+                * 1024
+        };
+        let (rss, anon, file, shmem) = (
+            field("VmRSS:"),
+            field("RssAnon:"),
+            field("RssFile:"),
+            field("RssShmem:"),
+        );
+        total += rss;
+        println!(
+            "{id:>28} {:>11} {:>11} {:>11} {:>11}",
+            mib(rss),
+            mib(anon),
+            mib(file),
+            mib(shmem)
+        );
+    }
+    println!(
+        "mean RSS per idle 512 MiB capsule: {} (aim: at most 64 MiB)",
+        mib(total / N as u64)
+    );
+    for id in ids {
+        mgr.destroy(&id).await?;
+    }
+    Ok(())
+}
