@@ -42,9 +42,19 @@ def test_create_get_list_destroy(server):
         pass
 
 
-def test_inactivity_timeout_is_raised_to_60(server):
+def test_inactivity_timeout_is_raised_to_60_and_pauses(server):
     with wrenn.Capsule(timeout=5, wait=True) as c:
         assert c.get_info().timeout_sec == 60
+        c.files.write("/tmp/idle.txt", "kept while idle")
+        # GET is not activity: after about a minute without any, the capsule is paused.
+        wait_until(lambda: c.get_info().status == Status.paused, 300, interval=2.0,
+                   what="the idle capsule to be paused")
+        again = wrenn.Capsule.connect(c.capsule_id)
+        try:
+            assert again.get_info().status == Status.running
+            assert again.files.read("/tmp/idle.txt") == "kept while idle"
+        finally:
+            again._client.close()
 
 
 def test_create_with_other_size(server):
@@ -88,6 +98,13 @@ def test_base_url_with_and_without_api(server, shared_capsule, suffix):
         assert any(e.type == "stdout" and "streamed" in e.data for e in events)
     finally:
         c._client.close()
+
+
+def test_port_url_without_forwarding_is_a_json_error(server, shared_capsule):
+    host = f"8000-{shared_capsule.capsule_id}.localhost"
+    resp = httpx.get(f"{server.url}/", headers={"Host": host}, timeout=30)
+    assert resp.status_code in (502, 503), resp.text
+    assert resp.json()["error"]["code"] in ("agent_error", "host_unavailable")
 
 
 def test_health_needs_no_key(server):

@@ -7,7 +7,7 @@ from datetime import date, timedelta
 import wrenn
 from wrenn.models._generated import Event
 
-from conftest import Collector
+from conftest import Collector, wait_until
 
 
 def test_events_stream_sees_create_and_destroy(server):
@@ -39,14 +39,18 @@ def test_events_stream_sees_create_and_destroy(server):
 
 def test_metrics_shape(client, shared_capsule):
     shared_capsule.commands.run("echo warm")
-    m = client.capsules.metrics(shared_capsule.capsule_id, range="10m")
+    # The server samples running capsules periodically: wait for the first point.
+    m = wait_until(
+        lambda: (m := client.capsules.metrics(shared_capsule.capsule_id, range="10m")).points and m,
+        120, interval=2.0, what="a metrics point",
+    )
     assert m.sandbox_id == shared_capsule.capsule_id
     assert m.range is not None and m.range.value == "10m"
     assert isinstance(m.points, list)
     for p in m.points:
         assert p.timestamp_unix and p.timestamp_unix > 0
         assert p.cpu_pct is not None and p.cpu_pct >= 0
-        assert p.mem_bytes is not None and p.mem_bytes >= 0
+        assert p.mem_bytes is not None and p.mem_bytes > 0
 
 
 def test_stats_shape(client, shared_capsule):
