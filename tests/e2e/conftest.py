@@ -41,6 +41,14 @@ class Server:
     data_dir: Path
     log_path: Path
     proc: subprocess.Popen
+    binary: Path
+
+    def restart(self) -> None:
+        """Stops the server (SIGTERM) and starts it again on the same port and data dir."""
+        _stop(self.proc)
+        port = int(self.url.rsplit(":", 1)[1])
+        self.proc = _spawn(self.binary, self.data_dir, port, self.log_path)
+        _wait_healthy(self, float(os.environ.get("WRENN_E2E_START_TIMEOUT", "1800")))
 
     def log_tail(self, lines: int = 200) -> str:
         try:
@@ -164,6 +172,37 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait(timeout=30)
 
 
+def _spawn(binary: Path, data: Path, port: int, log_path: Path) -> subprocess.Popen:
+    """Starts `wrenn server` in its own session, appending its output to `log_path`."""
+    env = dict(os.environ, WRENN_DIR=str(data))
+    env.pop("WRENN_API_KEY", None)
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            [str(binary), "server", "--listen", f"127.0.0.1:{port}", "--data-dir", str(data)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
+
+
+def _wait_healthy(srv: Server, timeout: float) -> None:
+    """Waits for `/health`; ends the session with the server log when it never comes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if srv.proc.poll() is not None:
+            pytest.exit(f"wrenn server exited with {srv.proc.returncode} while starting:\n{srv.log_tail()}", returncode=3)
+        try:
+            if httpx.get(f"{srv.url}/health", timeout=5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    _stop(srv.proc)
+    pytest.exit(f"wrenn server not healthy after {timeout}s:\n{srv.log_tail()}", returncode=3)
+
+
 @pytest.fixture(scope="session")
 def server(request: pytest.FixtureRequest) -> Iterable[Server]:
     """Starts `wrenn server` with a fresh data dir whose images/ is the shared image cache."""
@@ -182,34 +221,9 @@ def server(request: pytest.FixtureRequest) -> Iterable[Server]:
     log_path = data.parent / f"{data.name}.log"
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    env = dict(os.environ, WRENN_DIR=str(data))
-    env.pop("WRENN_API_KEY", None)
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [str(binary), "server", "--listen", f"127.0.0.1:{port}", "--data-dir", str(data)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            start_new_session=True,
-        )
-    srv = Server(url=url, key="", data_dir=data, log_path=log_path, proc=proc)
-    timeout = float(os.environ.get("WRENN_E2E_START_TIMEOUT", "1800"))
-    deadline = time.monotonic() + timeout
-    healthy = False
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.exit(f"wrenn server exited with {proc.returncode} while starting:\n{srv.log_tail()}", returncode=3)
-        try:
-            if httpx.get(f"{url}/health", timeout=5).status_code == 200:
-                healthy = True
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    if not healthy:
-        _stop(proc)
-        pytest.exit(f"wrenn server not healthy after {timeout}s:\n{srv.log_tail()}", returncode=3)
+    proc = _spawn(binary, data, port, log_path)
+    srv = Server(url=url, key="", data_dir=data, log_path=log_path, proc=proc, binary=binary)
+    _wait_healthy(srv, float(os.environ.get("WRENN_E2E_START_TIMEOUT", "1800")))
     key_file = data / "admin.key"
     srv.key = wait_until(lambda: key_file.is_file() and key_file.read_text().strip(), 60, what="admin.key")
     os.environ["WRENN_API_KEY"] = srv.key
@@ -219,7 +233,7 @@ def server(request: pytest.FixtureRequest) -> Iterable[Server]:
         yield srv
     finally:
         _destroy_everything(srv)
-        _stop(proc)
+        _stop(srv.proc)
         # VMMs are daemonized and outlive the server: end any this session left behind.
         subprocess.run(["pkill", "-9", "-f", f"{data}/capsules/"], check=False)
         failed = request.session.testsfailed > 0
