@@ -153,6 +153,7 @@ async fn a_capsule_survives_100_pause_resume_cycles() {
     let pid = start_stateful_work(&envd).await;
     let mut last = counter(&envd).await;
     for cycle in 1..=100u32 {
+        let envd = host.guest(&cap.id).await.unwrap();
         sh_ok(&envd, &format!("echo {cycle} > /root/cycle")).await;
         host.pause(&cap.id)
             .await
