@@ -203,6 +203,21 @@ def _wait_healthy(srv: Server, timeout: float) -> None:
     pytest.exit(f"wrenn server not healthy after {timeout}s:\n{srv.log_tail()}", returncode=3)
 
 
+def _leftovers(data: Path, timeout: float = 30.0) -> list[str]:
+    """VMM processes and capsule dirs of this data dir still there `timeout` s after destroy."""
+
+    def found() -> list[str]:
+        procs = subprocess.run(["pgrep", "-f", f"{data}/capsules/"], capture_output=True, text=True).stdout.split()
+        capsules = data / "capsules"
+        dirs = sorted(p.name for p in capsules.iterdir() if p.is_dir()) if capsules.is_dir() else []
+        return [f"VMM pid {p}" for p in procs] + [f"capsule dir {d}" for d in dirs]
+
+    deadline = time.monotonic() + timeout
+    while (left := found()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return left
+
+
 @pytest.fixture(scope="session")
 def server(request: pytest.FixtureRequest) -> Iterable[Server]:
     """Starts `wrenn server` with a fresh data dir whose images/ is the shared image cache."""
@@ -233,10 +248,12 @@ def server(request: pytest.FixtureRequest) -> Iterable[Server]:
         yield srv
     finally:
         _destroy_everything(srv)
+        # Destroying every capsule must end every VMM and remove every capsule dir.
+        leaks = _leftovers(data)
         _stop(srv.proc)
         # VMMs are daemonized and outlive the server: end any this session left behind.
         subprocess.run(["pkill", "-9", "-f", f"{data}/capsules/"], check=False)
-        failed = request.session.testsfailed > 0
+        failed = request.session.testsfailed > 0 or bool(leaks)
         if failed:
             capman = request.config.pluginmanager.getplugin("capturemanager")
             with capman.global_and_fixture_disabled():
@@ -245,6 +262,8 @@ def server(request: pytest.FixtureRequest) -> Iterable[Server]:
             shutil.rmtree(data, ignore_errors=True)
             if not failed:
                 log_path.unlink(missing_ok=True)
+        if leaks:
+            pytest.fail(f"left behind after destroying every capsule: {leaks}")
 
 
 @pytest.fixture(scope="session")
