@@ -107,3 +107,30 @@ def test_exec_stream_with_args(shared_capsule):
     got = Collector(shared_capsule.commands.stream("/bin/echo", ["x  y", "$HOME"])).finish(60)
     assert "".join(e.data for e in got if e.type == "stdout") == "x  y $HOME\n"
     assert got[-1].type == "exit" and got[-1].exit_code == 0
+
+
+def test_exec_stream_stop_kills_the_command(shared_capsule):
+    import json
+
+    import httpx_ws
+
+    cid = shared_capsule.capsule_id
+    marker = "4021"
+    with httpx_ws.connect_ws(f"/v1/capsules/{cid}/exec/stream", client=shared_capsule._client.http) as ws:
+        ws.send_text(json.dumps({"type": "start", "cmd": "/bin/sh", "args": ["-c", f"echo up; exec sleep {marker}"]}))
+        seen = []
+        while not any(m.get("type") == "stdout" for m in seen):
+            seen.append(json.loads(ws.receive_text(timeout=60)))
+        assert seen[0]["type"] == "start" and seen[0]["pid"] > 0, seen
+        ws.send_text(json.dumps({"type": "stop"}))
+        while seen[-1]["type"] not in ("exit", "error"):
+            seen.append(json.loads(ws.receive_text(timeout=60)))
+        assert seen[-1]["type"] == "error" or seen[-1]["exit_code"] != 0, seen
+
+    def gone() -> bool:
+        ps = shared_capsule.commands.run(
+            "for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline 2>/dev/null; echo; done"
+        ).stdout
+        return f"sleep {marker}" not in ps
+
+    wait_until(gone, timeout=30, what="the stopped command to be killed")

@@ -60,3 +60,13 @@ def test_pause_twice_then_connect_resumes(capsule):
         assert again.commands.run("cat /tmp/state").stdout == "kept"
     finally:
         again._client.close()
+
+
+def test_destroy_while_paused(server):
+    c = wrenn.Capsule(wait=True)
+    c.pause(wait=True)
+    c.destroy(wait=True)
+    assert c.capsule_id not in [x.id for x in wrenn.Capsule.list()]
+    # Nothing of it is left on the host.
+    wait_until(lambda: not (server.data_dir / "capsules" / c.capsule_id).exists(), 30,
+               what="the paused capsule's files to be removed")

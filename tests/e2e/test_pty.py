@@ -59,3 +59,17 @@ def test_reattach_by_tag(shared_capsule):
         term.write(b"exit 0\n")
         got = events.until(lambda ev: any(e.type == "exit" for e in ev), 60, "exit")
         assert [e.exit_code for e in got if e.type == "exit"] == [0]
+
+
+def test_kill_ends_the_session(shared_capsule):
+    with shared_capsule.pty(cmd="/bin/bash", cols=80, rows=24) as term:
+        events = Collector(term)
+        events.until(lambda ev: any(e.type == "started" for e in ev), 60, "started")
+        pid = term.pid
+        term.write(b"echo before-kill\n")
+        events.until(lambda ev: b"before-kill" in _output(ev), 60, "output before the kill")
+        term.kill()
+        got = events.until(lambda ev: any(e.type == "exit" for e in ev), 60, "exit after kill")
+        assert [e.exit_code for e in got if e.type == "exit"] != [0]
+    procs = shared_capsule.commands.run(f"test -e /proc/{pid} && echo alive || echo gone").stdout
+    assert procs == "gone\n"
