@@ -110,3 +110,35 @@ def test_port_url_without_forwarding_is_a_json_error(server, shared_capsule):
 def test_health_needs_no_key(server):
     resp = httpx.get(f"{server.url}/health", timeout=30)
     assert resp.status_code == 200
+
+
+def test_parallel_creates(server):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(3) as pool:
+        capsules = list(pool.map(lambda _: wrenn.Capsule(wait=True), range(3)))
+    try:
+        ids = {c.capsule_id for c in capsules}
+        assert len(ids) == 3
+        for i, c in enumerate(capsules):
+            c.files.write("/tmp/who", f"capsule {i}")
+        # Each capsule has its own disk.
+        assert [c.commands.run("cat /tmp/who").stdout for c in capsules] == [f"capsule {i}" for i in range(3)]
+        # Clones of one template get their own random pool.
+        seeds = {c.commands.run("head -c 16 /dev/urandom | od -An -tx1").stdout for c in capsules}
+        assert len(seeds) == 3
+    finally:
+        for c in capsules:
+            c.destroy()
+
+
+def test_python_template(server):
+    with wrenn.WrennClient(timeout=900) as client:
+        info = client.capsules.create(template="python")
+        try:
+            c = wrenn.Capsule(_capsule_id=info.id, _client=client, _info=info)
+            c.wait_ready(timeout=900)
+            assert c.get_info().template == "python"
+            assert c.commands.run("python3 -c 'print(6*7)'").stdout == "42\n"
+        finally:
+            client.capsules.destroy(info.id)

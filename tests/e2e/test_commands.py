@@ -134,3 +134,10 @@ def test_exec_stream_stop_kills_the_command(shared_capsule):
         return f"sleep {marker}" not in ps
 
     wait_until(gone, timeout=30, what="the stopped command to be killed")
+
+
+def test_large_foreground_output(shared_capsule):
+    r = shared_capsule.commands.run("head -c 3000000 /dev/zero | tr '\\0' 'x'; echo; echo tail >&2", timeout=120)
+    assert r.exit_code == 0
+    assert r.stdout == "x" * 3000000 + "\n"
+    assert r.stderr == "tail\n"

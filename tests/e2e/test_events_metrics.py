@@ -28,6 +28,14 @@ def test_events_stream_sees_create_and_destroy(server):
             assert create.actor is not None and create.actor.type == "api_key"
             assert create.sandbox is not None and create.sandbox.id == cid
             assert create.timestamp is not None and create.timestamp.tzinfo is not None
+            c.pause(wait=True)
+            c.resume(wait=True)
+            events.until(
+                lambda ev: {e.event for e in ev if e.resource and e.resource.id == cid}
+                >= {Event.capsule_pause, Event.capsule_resume},
+                120,
+                "capsule.pause and capsule.resume",
+            )
         finally:
             c.destroy()
         events.until(
