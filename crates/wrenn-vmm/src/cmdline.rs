@@ -117,6 +117,17 @@ pub enum StartMode {
     Incoming,
 }
 
+/// Guest RAM actually configured for a requested size. With exactly 2 GiB below 4 GiB,
+/// QEMU places the initramfs at the top of RAM (its 2 GiB load limit) on top of the ACPI
+/// tables it puts there, and the guest cannot boot; 2 MiB more moves the tables away.
+pub fn guest_ram_mb(requested: u32) -> u32 {
+    if requested == 2048 {
+        requested + 2
+    } else {
+        requested
+    }
+}
+
 /// QEMU arguments for `spec` (absolute paths in `files`, memory/disk made absolute by the
 /// caller).
 pub fn qemu_args(
@@ -155,10 +166,10 @@ pub fn qemu_args(
     push("-smp");
     push(&spec.vcpus.max(1).to_string());
     push("-m");
-    push(&format!("{}M", spec.memory_mb));
+    let ram_mb = guest_ram_mb(spec.memory_mb);
+    push(&format!("{ram_mb}M"));
     let mut obj = OsString::from(format!(
-        "memory-backend-file,id=mem,size={}M,share=on,mem-path=",
-        spec.memory_mb
+        "memory-backend-file,id=mem,size={ram_mb}M,share=on,mem-path="
     ));
     obj.push(qemu_opt_escape(memory_file));
     a.push("-object".into());

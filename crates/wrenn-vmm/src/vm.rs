@@ -326,7 +326,10 @@ impl Vm {
                 std::io::ErrorKind::NotFound.into(),
             ));
         }
-        fsutil::ensure_sparse(&memory_file, u64::from(spec.memory_mb) * 1024 * 1024)?;
+        fsutil::ensure_sparse(
+            &memory_file,
+            u64::from(cmdline::guest_ram_mb(spec.memory_mb)) * 1024 * 1024,
+        )?;
         let tsc_khz = tsc::host_tsc_khz()?;
         let mut spec_abs = spec.clone();
         spec_abs.kernel = absolute(&spec.kernel)?;
