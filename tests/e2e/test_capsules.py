@@ -11,7 +11,7 @@ import pytest
 import wrenn
 from wrenn.models import Status
 
-from conftest import wait_until
+from conftest import unique, wait_until
 
 ID_RE = re.compile(r"^cl-[0-9a-z]{25}$")
 
@@ -100,11 +100,32 @@ def test_base_url_with_and_without_api(server, shared_capsule, suffix):
         c._client.close()
 
 
-def test_port_url_without_forwarding_is_a_json_error(server, shared_capsule):
+PERL_HTTP = (
+    "perl -MIO::Socket::INET -e '$s=IO::Socket::INET->new(LocalAddr=>\"127.0.0.1\",LocalPort=>8000,"
+    "Listen=>5,ReuseAddr=>1) or die; while($c=$s->accept){ while(<$c>){ last if /^\\r?$/ } "
+    "print $c \"HTTP/1.1 200 OK\\r\\nContent-Type: text/plain\\r\\nContent-Length: 11\\r\\n"
+    "Connection: close\\r\\n\\r\\nhello-port\\n\"; close $c }'"
+)
+
+
+def test_port_urls_reach_a_server_in_the_capsule(server, shared_capsule):
     host = f"8000-{shared_capsule.capsule_id}.localhost"
+    # Nothing listens yet: a JSON 502.
     resp = httpx.get(f"{server.url}/", headers={"Host": host}, timeout=30)
-    assert resp.status_code in (502, 503), resp.text
-    assert resp.json()["error"]["code"] in ("agent_error", "host_unavailable")
+    assert resp.status_code == 502, resp.text
+    assert resp.json()["error"]["code"] == "agent_error"
+    # A tiny HTTP server inside the capsule (perl is in every Debian base).
+    shared_capsule.commands.run(PERL_HTTP, background=True, tag=unique("http"))
+
+    def fetch():
+        r = httpx.get(f"{server.url}/anything", headers={"Host": host}, timeout=30)
+        return r if r.status_code == 200 else None
+
+    resp = wait_until(fetch, 60, what="the capsule's port 8000 to answer through the proxy")
+    assert resp.text == "hello-port\n"
+    # An unknown capsule's port URL is a JSON 404.
+    resp = httpx.get(f"{server.url}/", headers={"Host": "8000-cl-0000000000000000000000000.localhost"}, timeout=30)
+    assert resp.status_code == 404 and resp.json()["error"]["code"] == "not_found"
 
 
 def test_health_needs_no_key(server):

@@ -1036,7 +1036,7 @@ async fn system_routes(db: Db) {
         .await
         .unwrap();
     assert!(docs.contains("/v1/capsules/{id}/exec"));
-    // Port URLs are recognised and answered with a clear JSON 502.
+    // Port URLs are recognised: an unknown capsule's is a clear JSON 404.
     let r = s
         .http
         .get(format!("{}/", s.base))
@@ -1044,8 +1044,11 @@ async fn system_routes(db: Db) {
         .send()
         .await
         .unwrap();
-    let v = assert_error(r, 502, "agent_error").await;
-    assert!(v["error"]["message"].as_str().unwrap().contains("8080"));
+    let v = assert_error(r, 404, "not_found").await;
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("cl-0123456789abcdefghijklmno"));
 }
 both_dbs!(system_routes);
 

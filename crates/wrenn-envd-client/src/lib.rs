@@ -301,6 +301,55 @@ impl EnvdClient {
             .map_err(|e| EnvdError::Protocol(format!("write {path}: {e}")))
     }
 
+    /// Opens a TCP connection to `port` inside the guest, tunnelled over one HTTP/2 stream.
+    /// The returned stream carries the connection's bytes both ways; dropping it closes it.
+    /// `NotFound` when nothing listens on the port.
+    pub async fn connect_port(&self, port: u16) -> Result<tokio::io::DuplexStream, EnvdError> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (ours, theirs) = tokio::io::duplex(256 * 1024);
+        let (mut from_caller, mut to_caller) = tokio::io::split(theirs);
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
+        let upstream =
+            futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
+        let body = BodyExt::boxed_unsync(StreamBody::new(
+            upstream.map(|r| r.map(hyper::body::Frame::data)),
+        ));
+        let resp = self
+            .conn
+            .send(Method::POST, &format!("/ports/{port}"), body)
+            .await?;
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                match from_caller.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => {
+                        if tx
+                            .send(Ok(Bytes::copy_from_slice(&buf[..n])))
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        tokio::spawn(async move {
+            let mut body = resp.into_body();
+            while let Some(frame) = body.frame().await {
+                let Ok(frame) = frame else { break };
+                if let Ok(data) = frame.into_data() {
+                    if to_caller.write_all(&data).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            let _ = to_caller.shutdown().await;
+        });
+        Ok(ours)
+    }
+
     /// Stat of one path (symlinks not followed).
     pub async fn stat(&self, path: &str) -> Result<EntryInfo, EnvdError> {
         self.conn

@@ -60,6 +60,7 @@ pub fn router(app: AppState) -> Router {
         .route("/files/mkdir", post(mkdir))
         .route("/metrics", get(metrics))
         .route("/restore", post(restore_state))
+        .route("/ports/{port}", post(port_tunnel))
         .with_state(app)
 }
 
@@ -265,4 +266,8 @@ async fn restore_state(State(app): State<AppState>, body: Bytes) -> ApiResult<St
     let req: RestoreRequest = json(&body)?;
     restore::apply(&req, app.is_init)?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+async fn port_tunnel(Path(port): Path<u16>, body: Body) -> ApiResult<Response> {
+    crate::tunnel::open(port, body).await
 }

@@ -19,4 +19,5 @@ pub mod restore;
 pub mod ring;
 pub mod serve;
 pub mod spawn;
+pub mod tunnel;
 pub mod users;

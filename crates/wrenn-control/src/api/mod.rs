@@ -149,7 +149,10 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
         .layer(TraceLayer::new_for_http())
-        .layer(middleware::from_fn(proxy::port_proxy))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            proxy::port_proxy,
+        ))
         .with_state(state)
 }
 
