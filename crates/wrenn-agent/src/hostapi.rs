@@ -36,30 +36,12 @@ impl HostApi for CapsuleManager {
     }
 
     async fn pause(&self, id: &str) -> Result<CapsuleInfo, HostError> {
-        let inner = Arc::clone(&self.inner);
-        let id = id.to_owned();
-        let op = async move {
-            let slot = inner.slot(&id)?;
-            let mut vm = slot.run.lock().await;
-            inner
-                .pause_locked(&slot, &mut vm, HostStatus::Pausing)
-                .await?;
-            Ok(slot.info())
-        };
+        let op = Arc::clone(&self.inner).pause_or_resume(id.to_owned(), true);
         Ok(self.spawn_op(op).await?)
     }
 
     async fn resume(&self, id: &str) -> Result<CapsuleInfo, HostError> {
-        let inner = Arc::clone(&self.inner);
-        let id = id.to_owned();
-        let op = async move {
-            let slot = inner.slot(&id)?;
-            let mut vm = slot.run.lock().await;
-            inner
-                .resume_locked(&slot, &mut vm, HostStatus::Resuming)
-                .await?;
-            Ok(slot.info())
-        };
+        let op = Arc::clone(&self.inner).pause_or_resume(id.to_owned(), false);
         Ok(self.spawn_op(op).await?)
     }
 

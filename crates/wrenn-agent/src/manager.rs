@@ -242,13 +242,7 @@ impl Inner {
 
     /// Memory and vCPUs held by capsules that have (or are about to have) a VMM.
     fn reserved(&self) -> (u32, u64) {
-        lock(&self.slots)
-            .values()
-            .filter(|s| !matches!(s.status(), HostStatus::Paused | HostStatus::Error))
-            .fold((0, 0), |(c, m), s| {
-                let mf = lock(&s.manifest);
-                (c + mf.vcpus, m + u64::from(mf.memory_mb))
-            })
+        held_by_vmms(&lock(&self.slots))
     }
 
     /// Create: copy the template snapshot's memory and disk, restore, sync the guest.
@@ -282,15 +276,7 @@ impl Inner {
             if slots.contains_key(&id) || dir.exists() {
                 return Err(AgentError::CapsuleExists(id));
             }
-            let (c, m) = {
-                let held: Vec<_> = slots.values().cloned().collect();
-                held.iter()
-                    .filter(|s| !matches!(s.status(), HostStatus::Paused | HostStatus::Error))
-                    .fold((0u32, 0u64), |(c, m), s| {
-                        let mf = lock(&s.manifest);
-                        (c + mf.vcpus, m + u64::from(mf.memory_mb))
-                    })
-            };
+            let (c, m) = held_by_vmms(&slots);
             if c + vcpus > self.cfg.vcpus_total
                 || m + u64::from(memory_mb) > self.cfg.memory_mb_total
             {
@@ -535,6 +521,24 @@ impl Inner {
         }
     }
 
+    /// Pauses (`pause`) or resumes a capsule under its lifecycle lock.
+    pub(crate) async fn pause_or_resume(
+        self: Arc<Self>,
+        id: String,
+        pause: bool,
+    ) -> Result<CapsuleInfo> {
+        let slot = self.slot(&id)?;
+        let mut vm = slot.run.lock().await;
+        if pause {
+            self.pause_locked(&slot, &mut vm, HostStatus::Pausing)
+                .await?;
+        } else {
+            self.resume_locked(&slot, &mut vm, HostStatus::Resuming)
+                .await?;
+        }
+        Ok(slot.info())
+    }
+
     /// Destroy: end the VMM, remove every file, forget the capsule.
     pub(crate) async fn destroy(self: Arc<Self>, id: String) -> Result<()> {
         let slot = self.slot(&id)?;
@@ -694,6 +698,17 @@ impl CapsuleManager {
         }
         Ok(())
     }
+}
+
+/// vCPUs and MiB held by the capsules that have (or are about to have) a VMM.
+fn held_by_vmms(slots: &HashMap<String, Arc<Slot>>) -> (u32, u64) {
+    slots
+        .values()
+        .filter(|s| !matches!(s.status(), HostStatus::Paused | HostStatus::Error))
+        .fold((0, 0), |(c, m), s| {
+            let mf = lock(&s.manifest);
+            (c + mf.vcpus, m + u64::from(mf.memory_mb))
+        })
 }
 
 /// SIGKILLs the VMM of a directory if one is alive (used when no handle exists).
