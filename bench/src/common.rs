@@ -48,6 +48,7 @@ pub async fn create(mgr: &CapsuleManager, memory_mb: u32) -> anyhow::Result<(Str
         template: "minimal".into(),
         vcpus: 1,
         memory_mb,
+        network: Default::default(),
     })
     .await?;
     Ok((id, t.elapsed()))

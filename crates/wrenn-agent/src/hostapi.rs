@@ -45,6 +45,23 @@ impl HostApi for CapsuleManager {
         Ok(self.spawn_op(op).await?)
     }
 
+    async fn set_network(
+        &self,
+        id: &str,
+        policy: wrenn_host::NetworkPolicy,
+    ) -> Result<CapsuleInfo, HostError> {
+        policy.rules().map_err(HostError::InvalidRequest)?;
+        let slot = self.inner.slot(id)?;
+        let _run = slot.run.lock().await;
+        let mut m = lock(&slot.manifest);
+        let mut next = m.clone();
+        next.network.policy = policy;
+        next.store(&slot.dir.join(crate::layout::files::MANIFEST))?;
+        *m = next;
+        drop(m);
+        Ok(slot.info())
+    }
+
     async fn guest(&self, id: &str) -> Result<EnvdClient, HostError> {
         let slot = self.inner.slot(id)?;
         let status = slot.status();

@@ -45,6 +45,11 @@ impl Slot {
             vcpus: m.vcpus,
             memory_mb: m.memory_mb,
             error: m.error.clone(),
+            network: wrenn_host::NetworkInfo {
+                enabled: m.network.nic,
+                reason: (!m.network.nic).then(|| "no network device".to_owned()),
+                policy: m.network.policy.clone(),
+            },
         }
     }
 
@@ -296,6 +301,7 @@ impl Inner {
                 created_at: now_unix(),
                 kernel: PathBuf::new(),
                 initrd: PathBuf::new(),
+                network: Default::default(),
             };
             let slot = Arc::new(Slot {
                 dir: dir.clone(),

@@ -38,6 +38,25 @@ pub struct CapsuleManifest {
     pub kernel: PathBuf,
     /// Initramfs the guest booted with.
     pub initrd: PathBuf,
+    /// Its network: the egress policy (kept across pause, resume and agent restarts), whether
+    /// it has a network device, and the host-side slot it holds while it has a VMM.
+    #[serde(default)]
+    pub network: CapsuleNetwork,
+}
+
+/// The network part of a capsule's manifest.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CapsuleNetwork {
+    /// Egress policy as the client gave it (validated).
+    #[serde(default)]
+    pub policy: wrenn_host::NetworkPolicy,
+    /// Whether the capsule's snapshot lineage has a network device. Capsules made before
+    /// networking existed have none and stay without network.
+    #[serde(default)]
+    pub nic: bool,
+    /// Host-side slot (namespace address block) while the capsule has a namespace.
+    #[serde(default)]
+    pub slot: Option<u32>,
 }
 
 impl CapsuleManifest {

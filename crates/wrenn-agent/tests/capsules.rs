@@ -226,6 +226,7 @@ async fn bad_create_requests_are_refused_cleanly() {
         template: template.into(),
         vcpus,
         memory_mb,
+        network: Default::default(),
     };
     assert!(matches!(
         host.create(bad(&new_id(), "no-such-template", 1, 512))

@@ -163,6 +163,7 @@ impl AppState {
             template: host_template,
             vcpus: spec.vcpus,
             memory_mb: spec.memory_mb,
+            network: Default::default(),
         };
         // The host call runs in its own task: a client that goes away does not leave a
         // half-made capsule, and a slow create (a template boot under TCG) answers `starting`

@@ -9,6 +9,11 @@
 use serde::{Deserialize, Serialize};
 pub use wrenn_envd_client::EnvdClient;
 
+mod network;
+pub use network::{
+    parse_range, EgressRules, Ipv4Range, NetworkInfo, NetworkPolicy, MAX_POLICY_ENTRIES,
+};
+
 /// Lifecycle status of a capsule as the host sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -46,6 +51,9 @@ pub struct CapsuleInfo {
     pub memory_mb: u32,
     /// Why it is in `Error`, if it is.
     pub error: Option<String>,
+    /// Its network: whether it has one and the egress policy in force.
+    #[serde(default)]
+    pub network: NetworkInfo,
 }
 
 /// Create a capsule.
@@ -59,6 +67,9 @@ pub struct CreateCapsule {
     pub vcpus: u32,
     /// Memory in MiB.
     pub memory_mb: u32,
+    /// Egress policy (default: all egress allowed). Validated by the host too.
+    #[serde(default)]
+    pub network: NetworkPolicy,
 }
 
 /// Kind of template.
@@ -142,6 +153,9 @@ pub trait HostApi: Send + Sync + 'static {
     async fn pause(&self, id: &str) -> Result<CapsuleInfo, HostError>;
     /// Restores a paused capsule; returns once envd answers (clock set, pool re-seeded).
     async fn resume(&self, id: &str) -> Result<CapsuleInfo, HostError>;
+    /// Replaces the egress policy of a capsule: live when it runs, at resume when paused.
+    /// A policy that does not validate is `InvalidRequest`.
+    async fn set_network(&self, id: &str, policy: NetworkPolicy) -> Result<CapsuleInfo, HostError>;
     /// The envd client of a running capsule (`InvalidState` unless running).
     async fn guest(&self, id: &str) -> Result<EnvdClient, HostError>;
     /// Makes a snapshot template `name` from a running capsule, which keeps running.

@@ -103,6 +103,7 @@ pub async fn create(host: &CapsuleManager, template: &str) -> CapsuleInfo {
         template: template.into(),
         vcpus: 1,
         memory_mb: 512,
+        network: Default::default(),
     })
     .await
     .expect("create a capsule")

@@ -123,6 +123,11 @@ impl HostApi for FakeHost {
             vcpus: req.vcpus,
             memory_mb: req.memory_mb,
             error: None,
+            network: wrenn_host::NetworkInfo {
+                enabled: true,
+                reason: None,
+                policy: req.network.clone(),
+            },
         };
         self.caps.lock().unwrap().insert(
             req.id.clone(),
@@ -201,6 +206,20 @@ impl HostApi for FakeHost {
         }
         h.info.status = HostStatus::Running;
         Ok(h.info.clone())
+    }
+
+    async fn set_network(
+        &self,
+        id: &str,
+        policy: wrenn_host::NetworkPolicy,
+    ) -> Result<CapsuleInfo, HostError> {
+        policy.rules().map_err(HostError::InvalidRequest)?;
+        let mut caps = self.caps.lock().unwrap();
+        let held = caps
+            .get_mut(id)
+            .ok_or_else(|| HostError::NotFound(format!("capsule {id}")))?;
+        held.info.network.policy = policy;
+        Ok(held.info.clone())
     }
 
     async fn guest(&self, id: &str) -> Result<EnvdClient, HostError> {
