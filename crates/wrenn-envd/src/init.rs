@@ -97,36 +97,7 @@ pub fn setup() {
     if let Err(e) = nix::unistd::sethostname(hostname.as_deref().unwrap_or("wrenn")) {
         tracing::warn!("set hostname: {e}");
     }
-    if let Err(e) = loopback_up() {
-        tracing::warn!("bring up lo: {e}");
-    }
+    crate::net::setup_at_boot();
     std::env::set_var("PATH", DEFAULT_PATH);
     tracing::info!("guest initialised");
-}
-
-/// `ip link set lo up` with SIOCGIFFLAGS/SIOCSIFFLAGS.
-fn loopback_up() -> std::io::Result<()> {
-    // SAFETY: a plain datagram socket used only for the two ioctls below, closed at the end;
-    // the ifreq is zeroed and its name is NUL-terminated.
-    unsafe {
-        let sock = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
-        if sock < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let mut req: libc::ifreq = std::mem::zeroed();
-        for (i, b) in b"lo\0".iter().enumerate() {
-            req.ifr_name[i] = *b as libc::c_char;
-        }
-        let mut res = libc::ioctl(sock, libc::SIOCGIFFLAGS as _, &mut req);
-        if res >= 0 {
-            req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
-            res = libc::ioctl(sock, libc::SIOCSIFFLAGS as _, &req);
-        }
-        let err = std::io::Error::last_os_error();
-        libc::close(sock);
-        if res < 0 {
-            return Err(err);
-        }
-    }
-    Ok(())
 }

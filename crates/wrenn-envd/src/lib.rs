@@ -11,6 +11,7 @@ pub mod exec;
 pub mod files;
 pub mod init;
 pub mod metrics;
+pub mod net;
 pub mod port;
 pub mod procs;
 pub mod pty;

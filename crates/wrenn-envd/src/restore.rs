@@ -29,6 +29,10 @@ pub fn apply(req: &RestoreRequest, set_clock: bool) -> ApiResult<()> {
         add_entropy(&req.entropy[..req.entropy.len().min(MAX_ENTROPY)])
             .map_err(|e| ApiError::io("credit entropy to /dev/urandom", e))?;
     }
+    if set_clock && !req.nameservers.is_empty() {
+        crate::net::write_resolv_conf(std::path::Path::new("/"), &req.nameservers)
+            .map_err(|e| ApiError::io("write /etc/resolv.conf", e))?;
+    }
     tracing::info!(set_clock, entropy = req.entropy.len(), "restore applied");
     Ok(())
 }

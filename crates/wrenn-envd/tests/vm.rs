@@ -90,6 +90,7 @@ async fn envd_as_pid1_in_a_vm() {
     c.restore(RestoreRequest {
         unix_time_ns: now,
         entropy: vec![7u8; 64],
+        nameservers: vec![],
     })
     .await
     .unwrap();

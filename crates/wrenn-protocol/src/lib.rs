@@ -6,6 +6,7 @@
 
 pub mod b64;
 pub mod link;
+pub mod net;
 pub mod types;
 
 pub use types::*;

@@ -233,6 +233,10 @@ pub struct RestoreRequest {
     /// Fresh random bytes from the host to mix into (and credit to) the guest's pool.
     #[serde(with = "crate::b64")]
     pub entropy: Vec<u8>,
+    /// Name servers for `/etc/resolv.conf`; empty leaves it as it is (a guest without
+    /// network). Older guests ignore the field.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nameservers: Vec<String>,
 }
 
 /// Machine-readable kind of an envd error.
