@@ -48,34 +48,39 @@ impl FromRequestParts<AppState> for Auth {
             .and_then(|v| v.to_str().ok())
             .map(str::trim)
             .ok_or_else(|| ApiError::unauthorized("missing X-API-Key header"))?;
-        if !ids::is_api_key(key) {
-            return Err(ApiError::unauthorized("invalid API key"));
-        }
-        let found = state
-            .store
-            .key_by_hash(&ids::hash_key(key))
-            .await?
-            .ok_or_else(|| ApiError::unauthorized("invalid API key"))?;
-        // Record use at most once a minute per key, off the request path.
-        if found
-            .last_used_at
-            .is_none_or(|t| crate::store::now_ms() - t > 60_000)
-        {
-            let store = state.store.clone();
-            let id = found.id.clone();
-            tokio::spawn(async move {
-                if let Err(e) = store.touch_key(&id).await {
-                    tracing::warn!(key = %id, error = %e, "could not record key use");
-                }
-            });
-        }
-        Ok(Auth {
-            team_id: found.team_id,
-            actor: Actor {
-                kind: "api_key",
-                id: found.id,
-                name: found.name,
-            },
-        })
+        authenticate(state, key).await
     }
+}
+
+/// Checks an API key against the store: the team it belongs to, or 401 `unauthorized`.
+/// Records the key's use (at most once a minute, off the request path).
+pub async fn authenticate(state: &AppState, key: &str) -> Result<Auth, ApiError> {
+    if !ids::is_api_key(key) {
+        return Err(ApiError::unauthorized("invalid API key"));
+    }
+    let found = state
+        .store
+        .key_by_hash(&ids::hash_key(key))
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("invalid API key"))?;
+    if found
+        .last_used_at
+        .is_none_or(|t| crate::store::now_ms() - t > 60_000)
+    {
+        let store = state.store.clone();
+        let id = found.id.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.touch_key(&id).await {
+                tracing::warn!(key = %id, error = %e, "could not record key use");
+            }
+        });
+    }
+    Ok(Auth {
+        team_id: found.team_id,
+        actor: Actor {
+            kind: "api_key",
+            id: found.id,
+            name: found.name,
+        },
+    })
 }

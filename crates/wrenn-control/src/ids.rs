@@ -42,12 +42,17 @@ pub fn new_api_key() -> String {
     format!("wrn_{}", random_hex(16))
 }
 
+/// A fresh access token of a capsule's private port URLs: `wrn_at_` + 64 hex chars.
+pub fn new_access_token() -> String {
+    format!("wrn_at_{}", random_hex(32))
+}
+
 /// True when `key` has the shape of an API key.
 pub fn is_api_key(key: &str) -> bool {
     key.len() == 36 && key.starts_with("wrn_") && key[4..].bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// SHA-256 hex of a key: the only form stored.
+/// SHA-256 hex of a key or access token: the only form stored.
 pub fn hash_key(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }

@@ -4,6 +4,7 @@
 //! Entry points for the `wrenn` binary: [`Store::open`], [`bootstrap_admin`], the key
 //! functions ([`create_key`], [`list_keys`], [`remove_key`]) and [`serve`].
 
+pub mod access;
 pub mod activity;
 pub mod admission;
 pub mod api;

@@ -4,8 +4,9 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use wrenn_host::{CreateCapsule, HostError};
+use wrenn_host::{CapsuleInfo, CreateCapsule, HostError, NetworkInfo, NetworkPolicy};
 
+use crate::access::PortsMode;
 use crate::api::views;
 use crate::auth::Actor;
 use crate::error::ApiError;
@@ -28,7 +29,31 @@ pub struct CreateSpec {
     pub timeout_sec: u32,
     /// Labels.
     pub metadata: BTreeMap<String, String>,
+    /// Egress policy (checked by [`check_policy`] at create).
+    pub network: NetworkPolicy,
+    /// Access mode of its port URLs.
+    pub ports: PortsMode,
 }
+
+/// A created capsule, and the access token of its private port URLs (shown only this once).
+#[derive(Debug, Clone)]
+pub struct Created {
+    /// The stored capsule.
+    pub row: CapsuleRow,
+    /// The plain access token when the ports are private.
+    pub access_token: Option<String>,
+}
+
+/// Checks an egress policy: 400 `invalid_request` naming the offending field and value.
+pub fn check_policy(policy: &NetworkPolicy) -> Result<(), ApiError> {
+    policy
+        .rules()
+        .map(|_| ())
+        .map_err(|m| ApiError::invalid(format!("network: {m}")))
+}
+
+/// How long a GET waits for the host's view of a capsule's network.
+const NETWORK_LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl AppState {
     /// Records a status change and announces it.
@@ -109,14 +134,91 @@ impl AppState {
         self.state_changed(row, &row.status, status);
     }
 
+    /// Stores the network state a host answer reports (failures are logged: the state is
+    /// informational and refreshed by the next host answer).
+    async fn store_network_state(&self, info: &CapsuleInfo) {
+        if let Err(e) = self
+            .store
+            .set_network_state(
+                &info.id,
+                info.network.enabled,
+                info.network.reason.as_deref(),
+            )
+            .await
+        {
+            tracing::warn!(capsule = %info.id, error = %e, "could not store network state");
+        }
+    }
+
+    /// The host's view of a capsule's network, when the host answers quickly; `None` for
+    /// capsules the host no longer holds.
+    pub async fn live_network(&self, row: &CapsuleRow) -> Option<NetworkInfo> {
+        if matches!(row.status.as_str(), "stopped" | "missing" | "error") {
+            return None;
+        }
+        match tokio::time::timeout(NETWORK_LOOKUP_TIMEOUT, self.host.get(&row.id)).await {
+            Ok(Ok(info)) => Some(info.network),
+            _ => None,
+        }
+    }
+
+    /// Replaces the egress policy of a running or paused capsule (a paused one gets it at
+    /// resume); 409 `invalid_state` in other statuses. The policy is stored once the host
+    /// has taken it.
+    pub async fn set_network(
+        &self,
+        row: &CapsuleRow,
+        policy: NetworkPolicy,
+    ) -> Result<CapsuleRow, ApiError> {
+        check_policy(&policy)?;
+        if !matches!(row.status.as_str(), "running" | "paused") {
+            return Err(ApiError::invalid_state(format!(
+                "capsule {} is {}; its network policy can change while it is running or paused",
+                row.id, row.status
+            )));
+        }
+        let json = serde_json::to_string(&policy)
+            .map_err(|e| ApiError::internal(format!("encode network policy: {e}")))?;
+        let info = match tokio::time::timeout(
+            self.config.host_op_timeout,
+            self.host.set_network(&row.id, policy),
+        )
+        .await
+        {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(ApiError::unavailable(format!(
+                    "host did not apply the network policy of {} within {:?}",
+                    row.id, self.config.host_op_timeout
+                )))
+            }
+        };
+        self.store
+            .set_network_policy(
+                &row.id,
+                &json,
+                info.network.enabled,
+                info.network.reason.as_deref(),
+            )
+            .await?;
+        self.reload(row).await
+    }
+
     /// Creates a capsule for a team.
     pub async fn create_capsule(
         &self,
         team_id: &str,
         actor: &Actor,
         mut spec: CreateSpec,
-    ) -> Result<CapsuleRow, ApiError> {
+    ) -> Result<Created, ApiError> {
         let started = Instant::now();
+        check_policy(&spec.network)?;
+        let network_policy = serde_json::to_string(&spec.network)
+            .map_err(|e| ApiError::internal(format!("encode network policy: {e}")))?;
+        let access_token = match spec.ports {
+            PortsMode::Private => Some(ids::new_access_token()),
+            PortsMode::Public => None,
+        };
         let host_template = match self.store.template(team_id, &spec.template).await? {
             Some(t) => {
                 spec.vcpus = u32::try_from(t.vcpus).unwrap_or(spec.vcpus);
@@ -156,6 +258,9 @@ impl AppState {
                 memory_mb: i64::from(spec.memory_mb),
                 timeout_sec: i64::from(spec.timeout_sec),
                 metadata,
+                network_policy,
+                ports: spec.ports.as_str().to_owned(),
+                access_token_hash: access_token.as_deref().map(ids::hash_key),
             })
             .await?;
         let req = CreateCapsule {
@@ -163,7 +268,7 @@ impl AppState {
             template: host_template,
             vcpus: spec.vcpus,
             memory_mb: spec.memory_mb,
-            network: Default::default(),
+            network: spec.network,
         };
         // The host call runs in its own task: a client that goes away does not leave a
         // half-made capsule, and a slow create (a template boot under TCG) answers `starting`
@@ -183,14 +288,15 @@ impl AppState {
                 result
             })
         };
-        match tokio::time::timeout(self.config.create_wait, task).await {
+        let row = match tokio::time::timeout(self.config.create_wait, task).await {
             Ok(Ok(result)) => result,
             Ok(Err(e)) => Err(ApiError::internal(format!("create task failed: {e}"))),
             Err(_) => {
                 tracing::info!(capsule = %row.id, "create still running; answering starting");
                 self.reload(&row).await
             }
-        }
+        }?;
+        Ok(Created { row, access_token })
     }
 
     async fn finish_create(
@@ -203,7 +309,8 @@ impl AppState {
             tokio::time::timeout(self.config.host_op_timeout, self.host.create(req)).await;
         drop(reservation);
         match created {
-            Ok(Ok(_info)) => {
+            Ok(Ok(info)) => {
+                self.store_network_state(&info).await;
                 if self.store.start_if_starting(&row.id).await? {
                     let new = self.reload(row).await?;
                     self.state_changed(&new, "starting", "running");
@@ -346,7 +453,8 @@ impl AppState {
         )
         .await
         {
-            Ok(Ok(_)) => {
+            Ok(Ok(info)) => {
+                self.store_network_state(&info).await;
                 self.store.mark_running(&row.id).await?;
                 let new = self.reload(row).await?;
                 self.state_changed(&new, "resuming", "running");

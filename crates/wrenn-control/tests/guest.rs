@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use base64::Engine;
@@ -17,55 +16,8 @@ use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
-/// Skips a guest test with a notice locally; under CI=true a missing envd is a failure.
-fn skip(why: String) -> Option<PathBuf> {
-    assert!(!in_ci(), "guest tests cannot run under CI: {why}");
-    eprintln!("NOTICE: guest tests skipped: {why}");
-    None
-}
-
-/// The envd binary (WRENN_ENVD_BIN, WRENN_ENVD, else target/debug/envd), if it exists and
-/// its client can talk to it.
-async fn envd() -> Option<PathBuf> {
-    let bin = std::env::var_os("WRENN_ENVD_BIN")
-        .or_else(|| std::env::var_os("WRENN_ENVD"))
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/debug/envd")
-        });
-    if !bin.exists() {
-        return skip(format!(
-            "{} not built (cargo build -p wrenn-envd)",
-            bin.display()
-        ));
-    }
-    let dir = tempfile::tempdir().ok()?;
-    let sock = dir.path().join("probe.sock");
-    let mut child = tokio::process::Command::new(&bin)
-        .arg("--listen-unix")
-        .arg(&sock)
-        .kill_on_drop(true)
-        .spawn()
-        .ok()?;
-    let probe = tokio::spawn(async move {
-        wrenn_envd_client::EnvdClient::connect(&sock, Duration::from_secs(30))
-            .await
-            .is_ok()
-    })
-    .await;
-    let _ = child.kill().await;
-    match probe {
-        Ok(true) => Some(bin),
-        _ => skip(format!("envd client cannot talk to {} yet", bin.display())),
-    }
-}
-
 async fn server() -> Option<(Server, String)> {
-    let bin = envd().await?;
+    let bin = common::envd().await?;
     let mut host = FakeHost::new(64);
     host.envd_bin = Some(bin);
     let s = Server::start(Db::Sqlite, host).await;

@@ -95,3 +95,46 @@ async fn every_documented_route_answers() {
         wrenn_control::api::system::OPENAPI_YAML
     );
 }
+
+fn schema_properties(name: &str) -> BTreeSet<String> {
+    let doc: serde_yaml::Value = serde_yaml::from_str(wrenn_control::api::system::OPENAPI_YAML)
+        .expect("openapi.yaml parses");
+    doc["components"]["schemas"][name]["properties"]
+        .as_mapping()
+        .unwrap_or_else(|| panic!("schema {name} has properties"))
+        .keys()
+        .map(|k| k.as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn keys(v: &serde_json::Value) -> BTreeSet<String> {
+    v.as_object().expect("object").keys().cloned().collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documented_schemas_match_the_answers() {
+    let s = Server::start(Db::Sqlite, FakeHost::new(8)).await;
+    let policy =
+        json!({"allow_internet": false, "allow_out": ["1.1.1.1"], "deny_out": ["10.0.0.0/8"]});
+    let body = json!({"template": "minimal", "vcpus": 1, "memory_mb": 512, "timeout_sec": 0,
+                      "metadata": {"a": "b"}, "network": policy, "ports": "private"});
+    // Every documented create field is accepted (the server refuses unknown ones).
+    assert_eq!(keys(&body), schema_properties("CreateCapsule"));
+    let created = s.create(body).await;
+    let capsule = schema_properties("Capsule");
+    let undocumented: Vec<_> = keys(&created).difference(&capsule).cloned().collect();
+    assert!(
+        undocumented.is_empty(),
+        "capsule fields missing from openapi.yaml: {undocumented:?}"
+    );
+    let got = s.get(created["id"].as_str().unwrap()).await;
+    assert!(keys(&got).is_subset(&capsule), "{got}");
+    assert!(
+        keys(&got["network"]).is_subset(&schema_properties("CapsuleNetwork")),
+        "{got}"
+    );
+    assert_eq!(
+        keys(&got["network"]["policy"]),
+        schema_properties("NetworkPolicy")
+    );
+}

@@ -1,4 +1,4 @@
-//! Capsule routes: create, list, get, delete, pause, resume, ping.
+//! Capsule routes: create, list, get, delete, pause, resume, ping, network policy.
 
 use std::collections::BTreeMap;
 
@@ -10,8 +10,11 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::extract::Params;
+use wrenn_host::NetworkPolicy;
+
+use super::extract::{ApiJson, Params};
 use super::views;
+use crate::access::PortsMode;
 use crate::auth::Auth;
 use crate::error::ApiError;
 use crate::ids;
@@ -27,6 +30,10 @@ struct CreateRequest {
     memory_mb: Option<i64>,
     timeout_sec: Option<i64>,
     metadata: Option<BTreeMap<String, String>>,
+    /// Extension: egress policy.
+    network: Option<NetworkPolicy>,
+    /// Extension: access mode of port URLs.
+    ports: Option<PortsMode>,
 }
 
 const RESERVED_METADATA: &[&str] = &[
@@ -93,6 +100,8 @@ fn validate(req: CreateRequest) -> Result<CreateSpec, ApiError> {
         memory_mb: memory_mb as u32,
         timeout_sec: timeout_sec as u32,
         metadata,
+        network: req.network.unwrap_or_default(),
+        ports: req.ports.unwrap_or_default(),
     })
 }
 
@@ -104,10 +113,14 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let req: CreateRequest = optional_json(&body)?;
     let spec = validate(req)?;
-    let row = state
+    let created = state
         .create_capsule(&auth.team_id, &auth.actor, spec)
         .await?;
-    Ok((StatusCode::CREATED, Json(views::capsule(&row))).into_response())
+    let mut view = views::capsule(&created.row);
+    if let Some(token) = created.access_token {
+        view["access_token"] = Value::String(token);
+    }
+    Ok((StatusCode::CREATED, Json(view)).into_response())
 }
 
 /// `GET /v1/capsules`.
@@ -125,6 +138,19 @@ pub async fn get(
     params: Params,
 ) -> Result<Json<Value>, ApiError> {
     let row = state.team_capsule(&auth, params.capsule_id()?).await?;
+    let live = state.live_network(&row).await;
+    Ok(Json(views::capsule_with_network(&row, live.as_ref())))
+}
+
+/// `PUT /v1/capsules/{id}/network`: replaces the egress policy (`{}` allows all egress).
+pub async fn set_network(
+    State(state): State<AppState>,
+    auth: Auth,
+    params: Params,
+    ApiJson(policy): ApiJson<NetworkPolicy>,
+) -> Result<Json<Value>, ApiError> {
+    let row = state.team_capsule(&auth, params.capsule_id()?).await?;
+    let row = state.set_network(&row, policy).await?;
     Ok(Json(views::capsule(&row)))
 }
 

@@ -20,7 +20,7 @@ use std::time::Instant;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post, MethodRouter};
+use axum::routing::{delete, get, post, put, MethodRouter};
 use axum::Router;
 use tower_http::trace::TraceLayer;
 
@@ -71,6 +71,7 @@ fn v1_routes() -> Table {
         .add("post", "/capsules/{id}/pause", post(capsules::pause))
         .add("post", "/capsules/{id}/resume", post(capsules::resume))
         .add("post", "/capsules/{id}/ping", post(capsules::ping))
+        .add("put", "/capsules/{id}/network", put(capsules::set_network))
         .add("get", "/capsules/{id}/metrics", get(usage::capsule_metrics))
         .add("post", "/capsules/{id}/exec", post(exec::exec))
         .add("get", "/capsules/{id}/exec/stream", get(ws::exec_stream))

@@ -2,15 +2,93 @@
 //! port inside the capsule, through a tunnel over the capsule's agent channel. WebSocket
 //! upgrades are forwarded too. While nothing listens on the port the answer is 502
 //! `agent_error`; a capsule that is not running gets 503 `host_unavailable`.
+//!
+//! Private capsules need a credential (see [`crate::access`]). Whatever the mode, the
+//! caller's credentials never reach the guest: [`strip_credentials`] removes them.
 
 use axum::body::Body;
 use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use hyper_util::rt::TokioIo;
 
+use crate::access::{PortCredentials, PortsMode};
 use crate::error::ApiError;
 use crate::state::AppState;
+
+/// Request headers that carry the caller's credentials to us, removed before forwarding.
+/// (The control plane has no session cookie; the `Cookie` header passes unchanged.)
+pub const STRIPPED_HEADERS: &[&str] = &[
+    "x-api-key",
+    "authorization",
+    "proxy-authorization",
+    "x-access-token",
+];
+
+/// The query parameter that may carry a private capsule's access token.
+pub const ACCESS_TOKEN_PARAM: &str = "access_token";
+
+fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+/// The value of `access_token` in a query string (first occurrence).
+fn query_token(query: Option<&str>) -> Option<String> {
+    query?
+        .split('&')
+        .find_map(|pair| pair.strip_prefix(ACCESS_TOKEN_PARAM)?.strip_prefix('='))
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+}
+
+/// The credentials of a port-URL request.
+pub fn credentials(req: &Request) -> PortCredentials {
+    PortCredentials {
+        api_key: header_str(req.headers(), "x-api-key"),
+        access_token: header_str(req.headers(), "x-access-token")
+            .or_else(|| query_token(req.uri().query())),
+    }
+}
+
+/// `uri` without its `access_token` query parameters.
+fn without_token_param(uri: &Uri) -> Result<Uri, ApiError> {
+    let Some(query) = uri.query() else {
+        return Ok(uri.clone());
+    };
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| pair.split_once('=').map_or(*pair, |(k, _)| k) != ACCESS_TOKEN_PARAM)
+        .collect();
+    let path_and_query = if kept.is_empty() {
+        uri.path().to_owned()
+    } else {
+        format!("{}?{}", uri.path(), kept.join("&"))
+    };
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(
+        path_and_query
+            .parse()
+            .map_err(|e| ApiError::invalid(format!("invalid request target: {e}")))?,
+    );
+    Uri::from_parts(parts).map_err(|e| ApiError::invalid(format!("invalid request target: {e}")))
+}
+
+/// Removes the caller's credentials from a request bound for the guest: the headers of
+/// [`STRIPPED_HEADERS`], and for private capsules the `access_token` query parameter.
+pub fn strip_credentials(req: &mut Request, mode: PortsMode) -> Result<(), ApiError> {
+    for name in STRIPPED_HEADERS {
+        req.headers_mut().remove(*name);
+    }
+    if mode == PortsMode::Private {
+        *req.uri_mut() = without_token_param(req.uri())?;
+    }
+    Ok(())
+}
 
 /// Parses `^(\d+)-(cl-[0-9a-z]+)\.` from a Host header value.
 pub fn port_host(host: &str) -> Option<(u16, &str)> {
@@ -59,6 +137,8 @@ async fn forward(
         .capsule(id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("capsule {id} not found")))?;
+    state.authorize_port(&row, &credentials(&req)).await?;
+    strip_credentials(&mut req, PortsMode::from_stored(&row.ports))?;
     if row.status != "running" {
         return Err(ApiError::unavailable(format!(
             "capsule {id} is {}; port {port} answers only while it runs",
@@ -111,5 +191,46 @@ mod tests {
         assert_eq!(port_host("127.0.0.1:8080"), None);
         assert_eq!(port_host("api.example.com"), None);
         assert_eq!(port_host("80-cl-ABC.example.com"), None);
+    }
+
+    #[test]
+    fn finds_and_strips_the_token_parameter() {
+        assert_eq!(
+            query_token(Some("a=1&access_token=wrn_at_x&b=2")).as_deref(),
+            Some("wrn_at_x")
+        );
+        assert_eq!(query_token(Some("access_tokens=1")), None);
+        assert_eq!(query_token(None), None);
+        let strip = |u: &str| {
+            without_token_param(&u.parse().unwrap())
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(strip("/p?a=1&access_token=t&b=2"), "/p?a=1&b=2");
+        assert_eq!(strip("/p?access_token=t"), "/p");
+        assert_eq!(strip("/p?access_token"), "/p");
+        assert_eq!(strip("/p?access_tokens=1"), "/p?access_tokens=1");
+        assert_eq!(strip("/p"), "/p");
+    }
+
+    #[test]
+    fn strips_credential_headers_and_keeps_the_rest() {
+        let mut req = Request::builder()
+            .uri("/x?access_token=t&q=1")
+            .header("X-API-Key", "wrn_0")
+            .header("Authorization", "Bearer b")
+            .header("X-Access-Token", "t")
+            .header("Cookie", "theme=dark")
+            .header("X-Other", "kept")
+            .body(Body::empty())
+            .unwrap();
+        strip_credentials(&mut req, PortsMode::Private).unwrap();
+        let h = req.headers();
+        for name in STRIPPED_HEADERS {
+            assert!(h.get(*name).is_none(), "{name}");
+        }
+        assert_eq!(h["cookie"], "theme=dark");
+        assert_eq!(h["x-other"], "kept");
+        assert_eq!(req.uri().to_string(), "/x?q=1");
     }
 }

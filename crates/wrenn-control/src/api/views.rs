@@ -1,7 +1,7 @@
 //! JSON shapes of the contract: capsules, templates, timestamps, statuses.
 
 use serde_json::{json, Value};
-use wrenn_host::{HostStatus, TemplateInfo, TemplateKind};
+use wrenn_host::{HostStatus, NetworkInfo, NetworkPolicy, TemplateInfo, TemplateKind};
 
 use crate::store::{CapsuleRow, TemplateRow};
 
@@ -47,8 +47,30 @@ pub fn host_status(s: HostStatus) -> &'static str {
     }
 }
 
-/// The capsule object.
+/// The capsule object, its network as last stored.
 pub fn capsule(row: &CapsuleRow) -> Value {
+    capsule_with_network(row, None)
+}
+
+/// The extension field `network`: the stored policy, and whether the capsule has a network
+/// (from `live`, the host's current answer, else what the host last reported).
+pub fn network(row: &CapsuleRow, live: Option<&NetworkInfo>) -> Value {
+    let policy: NetworkPolicy = serde_json::from_str(&row.network_policy).unwrap_or_default();
+    let (enabled, reason) = match (live, row.network_enabled) {
+        (Some(info), _) => (info.enabled, info.reason.clone()),
+        (None, Some(e)) => (e != 0, row.network_reason.clone()),
+        (None, None) => (false, Some("not reported by the host yet".to_owned())),
+    };
+    let mut v = json!({"enabled": enabled, "policy": policy});
+    if let Some(r) = reason {
+        v["reason"] = Value::String(r);
+    }
+    v
+}
+
+/// The capsule object with the extension fields `network` (see [`network`]) and `ports`.
+/// Clients of the contract ignore fields they do not know.
+pub fn capsule_with_network(row: &CapsuleRow, live: Option<&NetworkInfo>) -> Value {
     let metadata: Value = serde_json::from_str(&row.metadata).unwrap_or_else(|_| json!({}));
     json!({
         "id": row.id,
@@ -62,6 +84,8 @@ pub fn capsule(row: &CapsuleRow) -> Value {
         "last_active_at": rfc3339(row.last_active_at),
         "last_updated": rfc3339(row.last_updated),
         "metadata": metadata,
+        "network": network(row, live),
+        "ports": row.ports,
     })
 }
 

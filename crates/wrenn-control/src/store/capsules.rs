@@ -33,6 +33,16 @@ pub struct CapsuleRow {
     pub last_active_at: i64,
     /// Unix ms of the last change.
     pub last_updated: i64,
+    /// The egress policy as JSON (`{}` = all egress).
+    pub network_policy: String,
+    /// Port-URL access: `public` or `private`.
+    pub ports: String,
+    /// SHA-256 hex of the private port-URL access token.
+    pub access_token_hash: Option<String>,
+    /// Whether the host reported a working network (1/0; NULL until it reported).
+    pub network_enabled: Option<i64>,
+    /// Why the host reported no network.
+    pub network_reason: Option<String>,
 }
 
 /// What a new capsule row needs.
@@ -56,17 +66,25 @@ pub struct NewCapsule {
     pub timeout_sec: i64,
     /// JSON labels.
     pub metadata: String,
+    /// The egress policy as JSON.
+    pub network_policy: String,
+    /// `public` or `private`.
+    pub ports: String,
+    /// SHA-256 hex of the access token of private port URLs.
+    pub access_token_hash: Option<String>,
 }
 
 const COLS: &str = "id, team_id, status, template, host_template, vcpus, memory_mb, timeout_sec, \
-                    metadata, error, created_at, started_at, last_active_at, last_updated";
+                    metadata, error, created_at, started_at, last_active_at, last_updated, \
+                    network_policy, ports, access_token_hash, network_enabled, network_reason";
 
 impl Store {
     /// Inserts a new capsule.
     pub async fn insert_capsule(&self, c: &NewCapsule) -> Result<CapsuleRow, StoreError> {
         let now = now_ms();
         sqlx::query(&format!(
-            "INSERT INTO capsules ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, $10, NULL, $11, $12)"
+            "INSERT INTO capsules ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, $10, NULL, $11, $12, \
+             $13, $14, $15, NULL, NULL)"
         ))
         .bind(&c.id)
         .bind(&c.team_id)
@@ -80,6 +98,9 @@ impl Store {
         .bind(now)
         .bind(now)
         .bind(now)
+        .bind(&c.network_policy)
+        .bind(&c.ports)
+        .bind(&c.access_token_hash)
         .execute(self.pool())
         .await
         .ctx("insert capsule")?;
@@ -240,6 +261,46 @@ impl Store {
         .await
         .ctx("start idle pause")?;
         Ok(r.rows_affected() > 0)
+    }
+
+    /// Replaces the stored egress policy (JSON) and the network state the host reported.
+    pub async fn set_network_policy(
+        &self,
+        id: &str,
+        policy_json: &str,
+        enabled: bool,
+        reason: Option<&str>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE capsules SET network_policy = $1, network_enabled = $2, network_reason = $3, \
+             last_updated = $4 WHERE id = $5",
+        )
+        .bind(policy_json)
+        .bind(i64::from(enabled))
+        .bind(reason)
+        .bind(now_ms())
+        .bind(id)
+        .execute(self.pool())
+        .await
+        .ctx("update capsule network policy")?;
+        Ok(())
+    }
+
+    /// Stores the network state the host reported (whether it has one, and why not).
+    pub async fn set_network_state(
+        &self,
+        id: &str,
+        enabled: bool,
+        reason: Option<&str>,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE capsules SET network_enabled = $1, network_reason = $2 WHERE id = $3")
+            .bind(i64::from(enabled))
+            .bind(reason)
+            .bind(id)
+            .execute(self.pool())
+            .await
+            .ctx("update capsule network state")?;
+        Ok(())
     }
 
     /// Records activity on a capsule now.

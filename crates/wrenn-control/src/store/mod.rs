@@ -66,7 +66,10 @@ impl<T> QueryContext<T> for Result<T, sqlx::Error> {
     }
 }
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/0001_init.sql")),
+    (2, include_str!("../../migrations/0002_network_ports.sql")),
+];
 
 /// Handle on the database; cheap to clone.
 #[derive(Clone, Debug)]

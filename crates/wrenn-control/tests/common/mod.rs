@@ -3,6 +3,7 @@
 
 pub mod fake_host;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -54,7 +55,8 @@ pub fn postgres_available() -> bool {
     false
 }
 
-async fn fresh_pg_url() -> String {
+/// A fresh, empty database on the test PostgreSQL server.
+pub async fn fresh_pg_url() -> String {
     let url = std::env::var("WRENN_TEST_DATABASE_URL").expect("WRENN_TEST_DATABASE_URL");
     sqlx::any::install_default_drivers();
     let mut conn = sqlx::AnyConnection::connect(&url)
@@ -259,4 +261,52 @@ pub async fn assert_error(resp: reqwest::Response, status: u16, code: &str) -> s
         "{v}"
     );
     v
+}
+
+/// True under CI (`CI=true` or `CI=1`).
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Skips a guest test with a notice locally; under CI=true a missing envd is a failure.
+pub fn skip(why: String) -> Option<PathBuf> {
+    assert!(!in_ci(), "guest tests cannot run under CI: {why}");
+    eprintln!("NOTICE: guest tests skipped: {why}");
+    None
+}
+
+/// The envd binary (WRENN_ENVD_BIN, WRENN_ENVD, else target/debug/envd), if it exists and
+/// its client can talk to it.
+pub async fn envd() -> Option<PathBuf> {
+    let bin = std::env::var_os("WRENN_ENVD_BIN")
+        .or_else(|| std::env::var_os("WRENN_ENVD"))
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/debug/envd")
+        });
+    if !bin.exists() {
+        return skip(format!(
+            "{} not built (cargo build -p wrenn-envd)",
+            bin.display()
+        ));
+    }
+    let dir = tempfile::tempdir().ok()?;
+    let sock = dir.path().join("probe.sock");
+    let mut child = tokio::process::Command::new(&bin)
+        .arg("--listen-unix")
+        .arg(&sock)
+        .kill_on_drop(true)
+        .spawn()
+        .ok()?;
+    let probe = tokio::spawn(async move {
+        wrenn_envd_client::EnvdClient::connect(&sock, Duration::from_secs(30))
+            .await
+            .is_ok()
+    })
+    .await;
+    let _ = child.kill().await;
+    match probe {
+        Ok(true) => Some(bin),
+        _ => skip(format!("envd client cannot talk to {} yet", bin.display())),
+    }
 }
