@@ -156,6 +156,7 @@ async fn cold_boot(
         memory_file: dir.join("memory"),
         disk,
         accel: mgr.accel(),
+        nic: None,
     };
     let t = Instant::now();
     let vm = Vm::boot(&spec).await?;
@@ -188,6 +189,10 @@ async fn classic_baseline(
         memory_file: dir.join("memory"),
         disk: dir.join("disk.qcow2"),
         accel: mgr.accel(),
+        nic: manifest.network.nic.then(|| wrenn_vmm::NicSpec {
+            mac: wrenn_protocol::net::GUEST_MAC.into(),
+            backend: wrenn_vmm::NicBackend::None,
+        }),
     };
     let vm = Vm::restore(&spec, &dir.join("snapshot/state"))
         .await

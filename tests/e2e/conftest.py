@@ -9,6 +9,7 @@ Environment:
 
 from __future__ import annotations
 
+import hashlib
 import os
 import queue
 import shutil
@@ -28,6 +29,8 @@ import pytest
 
 import wrenn
 
+import testhost
+
 REPO = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
 
@@ -43,9 +46,14 @@ class Server:
     proc: subprocess.Popen
     binary: Path
 
-    def restart(self) -> None:
-        """Stops the server (SIGTERM) and starts it again on the same port and data dir."""
-        _stop(self.proc)
+    def restart(self, hard: bool = False) -> None:
+        """Stops the server (SIGTERM, or SIGKILL when `hard`) and starts it again on the same
+        port and data dir."""
+        if hard:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+        else:
+            _stop(self.proc)
         port = int(self.url.rsplit(":", 1)[1])
         self.proc = _spawn(self.binary, self.data_dir, port, self.log_path)
         _wait_healthy(self, float(os.environ.get("WRENN_E2E_START_TIMEOUT", "1800")))
@@ -174,7 +182,9 @@ def _stop(proc: subprocess.Popen) -> None:
 
 def _spawn(binary: Path, data: Path, port: int, log_path: Path) -> subprocess.Popen:
     """Starts `wrenn server` in its own session, appending its output to `log_path`."""
-    env = dict(os.environ, WRENN_DIR=str(data))
+    # The capsules' DNS forwarders ask the test host's resolver: no query leaves the machine.
+    # Idle guests cost little CPU: the host hands out 32 vCPUs, so 20 capsules fit at once.
+    env = dict(os.environ, WRENN_DIR=str(data), WRENN_DNS_SERVERS=testhost.IP, WRENN_VCPUS_TOTAL="32")
     env.pop("WRENN_API_KEY", None)
     with open(log_path, "ab") as log:
         return subprocess.Popen(
@@ -203,14 +213,29 @@ def _wait_healthy(srv: Server, timeout: float) -> None:
     pytest.exit(f"wrenn server not healthy after {timeout}s:\n{srv.log_tail()}", returncode=3)
 
 
+def network_tag(data: Path) -> str:
+    """The tag in the names of the network namespaces of the agent of `data` (`wr-<tag>-<id>`)."""
+    return hashlib.sha256(str(data).encode()).hexdigest()[:6]
+
+
+def network_leftovers(data: Path, capsule_id: str = "") -> list[str]:
+    """Namespaces and slot files of this agent (of one capsule, if given) that still exist."""
+    prefix = f"wr-{network_tag(data)}-{capsule_id}"
+    ns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
+    slots = Path("/run/wrenn/net")
+    owners = [p.read_text().strip() for p in slots.glob("slot-*")] if slots.is_dir() else []
+    return [f"namespace {n}" for n in ns if n.startswith(prefix)] + [f"slot of {o}" for o in owners if o.startswith(prefix)]
+
+
 def _leftovers(data: Path, timeout: float = 30.0) -> list[str]:
-    """VMM processes and capsule dirs of this data dir still there `timeout` s after destroy."""
+    """VMM processes, capsule dirs and capsule networks of this data dir still there `timeout`
+    s after destroy."""
 
     def found() -> list[str]:
         procs = subprocess.run(["pgrep", "-f", f"{data}/capsules/"], capture_output=True, text=True).stdout.split()
         capsules = data / "capsules"
         dirs = sorted(p.name for p in capsules.iterdir() if p.is_dir()) if capsules.is_dir() else []
-        return [f"VMM pid {p}" for p in procs] + [f"capsule dir {d}" for d in dirs]
+        return [f"VMM pid {p}" for p in procs] + [f"capsule dir {d}" for d in dirs] + network_leftovers(data)
 
     deadline = time.monotonic() + timeout
     while (left := found()) and time.monotonic() < deadline:
@@ -219,7 +244,17 @@ def _leftovers(data: Path, timeout: float = 30.0) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def server(request: pytest.FixtureRequest) -> Iterable[Server]:
+def test_host() -> Iterable[testhost.TestHost]:
+    """The session's test host (see testhost.py): the only outside server capsules reach."""
+    th = testhost.start()
+    try:
+        yield th
+    finally:
+        th.stop()
+
+
+@pytest.fixture(scope="session")
+def server(request: pytest.FixtureRequest, test_host: testhost.TestHost) -> Iterable[Server]:
     """Starts `wrenn server` with a fresh data dir whose images/ is the shared image cache."""
     binary = Path(os.environ.get("WRENN_BIN") or REPO / "target" / "debug" / "wrenn")
     if not binary.is_file():

@@ -19,6 +19,9 @@ pub struct AgentConfig {
     pub envd_timeout: std::time::Duration,
     /// How long a cold boot (template build) has to reach envd.
     pub boot_timeout: std::time::Duration,
+    /// Capsule networking; `None` turns it off (capsules get a network device without a
+    /// backend). A host where it cannot be set up runs without it too, and says so.
+    pub network: Option<wrenn_net::NetConfig>,
     /// Test-only fault injection.
     pub faults: crate::faults::Faults,
 }
@@ -27,8 +30,11 @@ impl AgentConfig {
     /// Defaults for a data dir and an envd binary; QEMU from `PATH`.
     pub fn new(data_dir: impl Into<PathBuf>, envd: impl Into<PathBuf>) -> Self {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+        let data_dir: PathBuf = data_dir.into();
+        let network = Some(wrenn_net::NetConfig::new(network_tag(&data_dir)));
         Self {
-            data_dir: data_dir.into(),
+            network,
+            data_dir,
             qemu: PathBuf::from("qemu-system-x86_64"),
             envd: envd.into(),
             vcpus_total: cores * 4,
@@ -38,6 +44,15 @@ impl AgentConfig {
             faults: crate::faults::Faults::default(),
         }
     }
+}
+
+/// A short tag naming the network namespaces of the agent of `data_dir`: several agents on
+/// one host (each with its own data dir) only ever sweep their own.
+pub fn network_tag(data_dir: &std::path::Path) -> String {
+    use sha2::Digest;
+    let canon = std::path::absolute(data_dir).unwrap_or_else(|_| data_dir.to_owned());
+    let digest = sha2::Sha256::digest(canon.as_os_str().as_encoded_bytes());
+    hex::encode(&digest[..3])
 }
 
 /// Host memory in MiB from /proc/meminfo (1 GiB if it cannot be read).

@@ -65,6 +65,9 @@ pub enum AgentError {
     /// The guest agent failed.
     #[error(transparent)]
     Envd(#[from] wrenn_envd_client::EnvdError),
+    /// Capsule networking failed.
+    #[error(transparent)]
+    Net(#[from] wrenn_net::NetError),
     /// A host tool (qemu-img) failed.
     #[error("{0}")]
     Tool(String),
@@ -89,6 +92,9 @@ impl From<AgentError> for HostError {
             AgentError::InvalidState { .. } => HostError::InvalidState(e.to_string()),
             AgentError::InvalidRequest(m) => HostError::InvalidRequest(m),
             AgentError::Capacity(m) => HostError::Capacity(m),
+            AgentError::Net(wrenn_net::NetError::Exhausted { .. }) => {
+                HostError::Capacity(e.to_string())
+            }
             AgentError::Envd(err) => HostError::Agent(err),
             other => HostError::Internal(other.to_string()),
         }

@@ -15,17 +15,19 @@ use crate::templates::valid_template_name;
 impl HostApi for CapsuleManager {
     async fn create(&self, req: CreateCapsule) -> Result<CapsuleInfo, HostError> {
         let inner = Arc::clone(&self.inner);
-        let op = inner.create(req.id, req.template, req.vcpus, req.memory_mb);
+        let op = inner.create(req.id, req.template, req.vcpus, req.memory_mb, req.network);
         Ok(self.spawn_op(op).await?)
     }
 
     async fn get(&self, id: &str) -> Result<CapsuleInfo, HostError> {
-        Ok(self.inner.slot(id)?.info())
+        Ok(self.inner.slot(id)?.info(&self.inner.net))
     }
 
     async fn list(&self) -> Result<Vec<CapsuleInfo>, HostError> {
-        let mut out: Vec<CapsuleInfo> =
-            lock(&self.inner.slots).values().map(|s| s.info()).collect();
+        let mut out: Vec<CapsuleInfo> = lock(&self.inner.slots)
+            .values()
+            .map(|s| s.info(&self.inner.net))
+            .collect();
         out.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(out)
     }
@@ -50,16 +52,22 @@ impl HostApi for CapsuleManager {
         id: &str,
         policy: wrenn_host::NetworkPolicy,
     ) -> Result<CapsuleInfo, HostError> {
-        policy.rules().map_err(HostError::InvalidRequest)?;
-        let slot = self.inner.slot(id)?;
-        let _run = slot.run.lock().await;
-        let mut m = lock(&slot.manifest);
-        let mut next = m.clone();
-        next.network.policy = policy;
-        next.store(&slot.dir.join(crate::layout::files::MANIFEST))?;
-        *m = next;
-        drop(m);
-        Ok(slot.info())
+        let inner = Arc::clone(&self.inner);
+        let id = id.to_owned();
+        let op = async move {
+            let rules = crate::network::rules(&policy)?;
+            let slot = inner.slot(&id)?;
+            // Under the lifecycle lock: a pause or resume sees the old policy or the new.
+            let _run = slot.run.lock().await;
+            slot.update(|m| m.network.policy = policy)?;
+            if slot.status() == HostStatus::Running {
+                if let Some(net) = inner.net.serves(&slot.manifest()) {
+                    net.set_policy(&id, &rules).await?;
+                }
+            }
+            Ok(slot.info(&inner.net))
+        };
+        Ok(self.spawn_op(op).await?)
     }
 
     async fn guest(&self, id: &str) -> Result<EnvdClient, HostError> {

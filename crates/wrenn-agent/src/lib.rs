@@ -13,6 +13,7 @@ mod hostapi;
 pub mod layout;
 pub mod manager;
 pub mod manifest;
+mod network;
 pub mod templates;
 mod tools;
 

@@ -20,7 +20,10 @@ use crate::config::AgentConfig;
 use crate::error::{AgentError, Result};
 use crate::faults::FaultPoint;
 use crate::layout::{files, Layout};
-use crate::manifest::{now_unix, CapsuleManifest, RestoreEnv, SnapshotManifest, CAPSULE_FORMAT};
+use crate::manifest::{
+    now_unix, CapsuleManifest, RestoreEnv, SnapshotManifest, VmShape, CAPSULE_FORMAT,
+};
+use crate::network::{self, Networking};
 use crate::templates::cleanup_runtime_files;
 use crate::{fsutil, tools};
 
@@ -36,7 +39,11 @@ pub(crate) struct Slot {
 }
 
 impl Slot {
-    pub(crate) fn info(&self) -> CapsuleInfo {
+    pub(crate) fn id(&self) -> String {
+        lock(&self.manifest).id.clone()
+    }
+
+    pub(crate) fn info(&self, net: &Networking) -> CapsuleInfo {
         let m = lock(&self.manifest);
         CapsuleInfo {
             id: m.id.clone(),
@@ -45,11 +52,7 @@ impl Slot {
             vcpus: m.vcpus,
             memory_mb: m.memory_mb,
             error: m.error.clone(),
-            network: wrenn_host::NetworkInfo {
-                enabled: m.network.nic,
-                reason: (!m.network.nic).then(|| "no network device".to_owned()),
-                policy: m.network.policy.clone(),
-            },
+            network: net.info(&m),
         }
     }
 
@@ -59,18 +62,36 @@ impl Slot {
 
     /// Stores a new status durably before anyone is told about it.
     pub(crate) fn set_status(&self, status: HostStatus, error: Option<String>) -> Result<()> {
+        self.update(|m| {
+            m.status = status;
+            m.error = error;
+        })
+    }
+
+    fn shape(&self) -> VmShape {
+        let m = lock(&self.manifest);
+        VmShape {
+            vcpus: m.vcpus,
+            memory_mb: m.memory_mb,
+            kernel: m.kernel.clone(),
+            initrd: m.initrd.clone(),
+            nic: m.network.nic,
+        }
+    }
+
+    /// A copy of the stored manifest.
+    pub(crate) fn manifest(&self) -> CapsuleManifest {
+        lock(&self.manifest).clone()
+    }
+
+    /// Changes the stored manifest durably (temp file, fsync, rename) before memory.
+    pub(crate) fn update(&self, f: impl FnOnce(&mut CapsuleManifest)) -> Result<()> {
         let mut m = lock(&self.manifest);
         let mut next = m.clone();
-        next.status = status;
-        next.error = error;
+        f(&mut next);
         next.store(&self.dir.join(files::MANIFEST))?;
         *m = next;
         Ok(())
-    }
-
-    fn spec_inputs(&self) -> (u32, u32, PathBuf, PathBuf) {
-        let m = lock(&self.manifest);
-        (m.vcpus, m.memory_mb, m.kernel.clone(), m.initrd.clone())
     }
 }
 
@@ -87,6 +108,7 @@ pub(crate) struct Inner {
     pub kernel: KernelImages,
     pub accel: Accel,
     pub restore_env: RestoreEnv,
+    pub net: Networking,
     pub slots: Mutex<HashMap<String, Arc<Slot>>>,
     template_locks: tokio::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -124,8 +146,10 @@ impl CapsuleManager {
             vmm_version: tools::vmm_version(&cfg.qemu).await?,
             accel: accel_name(accel).to_owned(),
         };
-        tracing::info!(accel = accel_name(accel), vmm = %restore_env.vmm_version, "host agent ready");
+        let net = Networking::start(cfg.network.clone()).await;
+        tracing::info!(accel = accel_name(accel), vmm = %restore_env.vmm_version, network = net.host().is_some(), "host agent ready");
         let inner = Arc::new(Inner {
+            net,
             cfg,
             layout,
             images,
@@ -225,13 +249,33 @@ impl Inner {
     }
 
     fn spec_of(&self, slot: &Slot) -> VmSpec {
-        let (vcpus, mem, kernel, initrd) = slot.spec_inputs();
-        self.vm_spec(&slot.dir, vcpus, mem, &kernel, &initrd)
+        let s = slot.shape();
+        let nic = self.net.nic(&slot.manifest());
+        self.vm_spec(&slot.dir, s.vcpus, s.memory_mb, &s.kernel, &s.initrd, nic)
+    }
+
+    /// Makes the network of a capsule about to get a VMM (create, resume), if it has one.
+    async fn attach_network(&self, slot: &Slot) -> Result<()> {
+        let m = slot.manifest();
+        if let Some(net) = self.net.serves(&m) {
+            net.create(&m.id, &network::rules(&m.network.policy)?)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Removes the network of a capsule whose VMM has ended (pause, destroy, failures).
+    async fn detach_network(&self, id: &str) {
+        if let Some(net) = self.net.host() {
+            if let Err(e) = net.remove(id).await {
+                tracing::warn!(capsule = %id, error = %e, "removing the capsule network");
+            }
+        }
     }
 
     /// Connects to a just-restored guest and tells it to set its clock and re-seed its
     /// random pool.
-    async fn sync_guest(&self, vm: &Vm) -> Result<EnvdClient> {
+    async fn sync_guest(&self, vm: &Vm, nameservers: Vec<String>) -> Result<EnvdClient> {
         let envd = EnvdClient::connect(&vm.agent_socket(), self.cfg.envd_timeout).await?;
         let unix_time_ns = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -240,6 +284,7 @@ impl Inner {
         envd.restore(RestoreRequest {
             unix_time_ns,
             entropy,
+            nameservers,
         })
         .await?;
         Ok(envd)
@@ -257,7 +302,9 @@ impl Inner {
         template: String,
         vcpus: u32,
         memory_mb: u32,
+        policy: wrenn_host::NetworkPolicy,
     ) -> Result<CapsuleInfo> {
+        network::rules(&policy)?;
         if !valid_capsule_id(&id) {
             return Err(AgentError::InvalidRequest(format!("bad capsule id {id:?}")));
         }
@@ -301,7 +348,7 @@ impl Inner {
                 created_at: now_unix(),
                 kernel: PathBuf::new(),
                 initrd: PathBuf::new(),
-                network: Default::default(),
+                network: crate::manifest::CapsuleNetwork { policy, nic: false },
             };
             let slot = Arc::new(Slot {
                 dir: dir.clone(),
@@ -318,7 +365,7 @@ impl Inner {
                 *run = Some(vm);
                 *lock(&slot.envd) = Some(envd);
                 slot.set_status(HostStatus::Running, None)?;
-                Ok(slot.info())
+                Ok(slot.info(&self.net))
             }
             Err(e) => {
                 tracing::warn!(capsule = %id, error = %e, "create failed; removing what was made");
@@ -327,6 +374,7 @@ impl Inner {
                     kill_by_pidfile(&dir).await;
                     let _ = std::fs::remove_dir_all(&dir);
                 }
+                self.detach_network(&id).await;
                 Err(e)
             }
         }
@@ -342,12 +390,11 @@ impl Inner {
         let snap = self.template_snapshot(template, vcpus, memory_mb).await?;
         let dir = slot.dir.clone();
         std::fs::create_dir_all(&dir).map_err(AgentError::io("creating", &dir))?;
-        {
-            let mut m = lock(&slot.manifest);
+        slot.update(|m| {
             m.kernel = snap.manifest.kernel.clone();
             m.initrd = snap.manifest.initrd.clone();
-            m.store(&dir.join(files::MANIFEST))?;
-        }
+            m.network.nic = snap.manifest.nic;
+        })?;
         let (src_mem, src_disk, d) = (snap.memory(), snap.disk(), dir.clone());
         tokio::task::spawn_blocking(move || -> Result<()> {
             fsutil::copy_sparse(&src_mem, &d.join(files::MEMORY))
@@ -358,9 +405,13 @@ impl Inner {
         })
         .await
         .map_err(|e| AgentError::Tool(format!("copy task: {e}")))??;
+        self.attach_network(slot).await?;
         let spec = self.spec_of(slot);
         let vm = Vm::restore(&spec, &snap.state()).await?;
-        match self.sync_guest(&vm).await {
+        match self
+            .sync_guest(&vm, self.net.nameservers(&slot.manifest()))
+            .await
+        {
             Ok(envd) => Ok((vm, envd)),
             Err(e) => {
                 let _ = vm.kill().await;
@@ -377,7 +428,7 @@ impl Inner {
         vm_slot: &mut Option<Vm>,
         during: HostStatus,
     ) -> Result<()> {
-        let id = slot.info().id;
+        let id = slot.id();
         let status = slot.status();
         if status != HostStatus::Running {
             return Err(AgentError::InvalidState {
@@ -402,9 +453,8 @@ impl Inner {
             std::fs::create_dir_all(&new).map_err(AgentError::io("creating", &new))?;
             fsutil::clear_dir(&new).map_err(AgentError::io("clearing", &new))?;
             vm.save(&new.join(SnapshotManifest::STATE)).await?;
-            let (vcpus, mem, kernel, initrd) = slot.spec_inputs();
             let written = self
-                .write_snapshot_manifest(&new, &slot.dir, vcpus, mem, &kernel, &initrd)
+                .write_snapshot_manifest(&new, &slot.dir, &slot.shape())
                 .and_then(|_| {
                     let snap = slot.dir.join(files::SNAPSHOT);
                     if snap.exists() {
@@ -441,6 +491,7 @@ impl Inner {
         if let Some(vm) = vm_slot.take() {
             vm.kill().await?;
         }
+        self.detach_network(&id).await;
         cleanup_runtime_files(&slot.dir);
         self.cfg.faults.hit(FaultPoint::PauseVmmEnded);
         slot.set_status(HostStatus::Paused, None)?;
@@ -455,7 +506,7 @@ impl Inner {
         vm_slot: &mut Option<Vm>,
         during: HostStatus,
     ) -> Result<()> {
-        let id = slot.info().id;
+        let id = slot.id();
         let status = slot.status();
         if status != HostStatus::Paused {
             return Err(AgentError::InvalidState {
@@ -474,11 +525,16 @@ impl Inner {
         )?;
         slot.set_status(during, None)?;
         self.cfg.faults.hit(FaultPoint::ResumeStarted);
+        if let Err(e) = self.attach_network(slot).await {
+            slot.set_status(HostStatus::Paused, None)?;
+            return Err(e);
+        }
         let spec = self.spec_of(slot);
         let vm = match Vm::restore_stopped(&spec, &snap.join(SnapshotManifest::STATE)).await {
             Ok(vm) => vm,
             Err(e) => {
                 kill_by_pidfile(&slot.dir).await;
+                self.detach_network(&id).await;
                 slot.set_status(HostStatus::Paused, None)?;
                 return Err(e.into());
             }
@@ -495,6 +551,7 @@ impl Inner {
         .await;
         if let Err(e) = started {
             let _ = vm.kill().await;
+            self.detach_network(&id).await;
             if used.exists() && !snap.exists() {
                 let _ = std::fs::rename(&used, &snap);
             }
@@ -502,7 +559,10 @@ impl Inner {
             return Err(e);
         }
         self.cfg.faults.hit(FaultPoint::ResumeRunning);
-        match self.sync_guest(&vm).await {
+        match self
+            .sync_guest(&vm, self.net.nameservers(&slot.manifest()))
+            .await
+        {
             Ok(envd) => {
                 *lock(&slot.envd) = Some(envd);
                 *vm_slot = Some(vm);
@@ -517,6 +577,7 @@ impl Inner {
                     *vm_slot = Some(vm);
                     slot.set_status(HostStatus::Running, None)?;
                 } else {
+                    self.detach_network(&id).await;
                     slot.set_status(
                         HostStatus::Error,
                         Some(format!("the VMM ended during resume: {e}")),
@@ -542,7 +603,7 @@ impl Inner {
             self.resume_locked(&slot, &mut vm, HostStatus::Resuming)
                 .await?;
         }
-        Ok(slot.info())
+        Ok(slot.info(&self.net))
     }
 
     /// Destroy: end the VMM, remove every file, forget the capsule.
@@ -557,6 +618,7 @@ impl Inner {
             }
         }
         kill_by_pidfile(&slot.dir).await;
+        self.detach_network(&id).await;
         if slot.dir.exists() {
             std::fs::remove_dir_all(&slot.dir).map_err(AgentError::io("removing", &slot.dir))?;
         }
@@ -627,7 +689,7 @@ impl Inner {
                 kill_by_pidfile(dir).await;
                 (HostStatus::Paused, None)
             }
-            _ if alive => match self.adopt(&spec).await {
+            _ if alive => match self.adopt(&spec, &slot.manifest()).await {
                 Ok((vm, envd)) => {
                     let _ = std::fs::remove_dir_all(dir.join(files::SNAPSHOT_USED));
                     *lock(&slot.envd) = envd;
@@ -655,12 +717,18 @@ impl Inner {
 
     /// Re-attaches to a live VMM: its vCPUs run again, and the guest gets the clock and fresh
     /// entropy when it answers (it may not yet: `guest()` connects lazily then).
-    async fn adopt(&self, spec: &VmSpec) -> Result<(Vm, Option<EnvdClient>)> {
+    async fn adopt(&self, spec: &VmSpec, m: &CapsuleManifest) -> Result<(Vm, Option<EnvdClient>)> {
         let vm = Vm::adopt(spec).await?;
+        if let Some(net) = self.net.serves(m) {
+            // The namespace outlives the agent (QEMU is in it): take its forwarder back.
+            if let Err(e) = net.adopt(&m.id, &network::rules(&m.network.policy)?).await {
+                tracing::warn!(capsule = %m.id, error = %e, "re-adopting the capsule network");
+            }
+        }
         if !vm.is_running().await {
             vm.cont().await?;
         }
-        let envd = match self.sync_guest(&vm).await {
+        let envd = match self.sync_guest(&vm, self.net.nameservers(m)).await {
             Ok(e) => Some(e),
             Err(e) => {
                 tracing::warn!(dir = %spec.dir.display(), error = %e, "re-adopted VMM's guest does not answer yet");
@@ -702,7 +770,28 @@ impl CapsuleManager {
                 Err(e) => tracing::error!(capsule = %id, error = %e, "recovery failed"),
             }
         }
+        self.sweep_networks().await;
         Ok(())
+    }
+
+    /// Removes the namespaces of this agent that no running capsule uses (left by a crash,
+    /// or by capsules that are paused or gone).
+    async fn sweep_networks(&self) {
+        let Some(net) = self.inner.net.host() else {
+            return;
+        };
+        let keep: std::collections::HashSet<String> = lock(&self.inner.slots)
+            .iter()
+            .filter(|(_, s)| s.status() == HostStatus::Running)
+            .map(|(id, _)| id.clone())
+            .collect();
+        match net.sweep(&keep).await {
+            Ok(removed) if !removed.is_empty() => {
+                tracing::info!(?removed, "removed capsule networks nobody uses")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "sweeping capsule networks"),
+        }
     }
 }
 

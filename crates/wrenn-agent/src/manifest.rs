@@ -54,9 +54,6 @@ pub struct CapsuleNetwork {
     /// networking existed have none and stay without network.
     #[serde(default)]
     pub nic: bool,
-    /// Host-side slot (namespace address block) while the capsule has a namespace.
-    #[serde(default)]
-    pub slot: Option<u32>,
 }
 
 impl CapsuleManifest {
@@ -123,6 +120,25 @@ pub struct SnapshotManifest {
     pub memory: FileRecord,
     /// The disk overlay.
     pub disk: FileRecord,
+    /// Whether the VM has a virtio-net device (restores must add the same devices).
+    /// Snapshots made before capsule networking have none.
+    #[serde(default)]
+    pub nic: bool,
+}
+
+/// What a snapshot records about the VM it was taken of.
+#[derive(Debug, Clone)]
+pub struct VmShape {
+    /// vCPUs.
+    pub vcpus: u32,
+    /// Guest memory in MiB.
+    pub memory_mb: u32,
+    /// Kernel of the guest.
+    pub kernel: PathBuf,
+    /// Initramfs of the guest.
+    pub initrd: PathBuf,
+    /// Whether it has a virtio-net device.
+    pub nic: bool,
 }
 
 /// What the running agent can restore: compared against a snapshot's manifest.

@@ -13,7 +13,7 @@ use wrenn_vmm::{Vm, VmSpec};
 use crate::error::{AgentError, Result};
 use crate::layout::files;
 use crate::manager::Inner;
-use crate::manifest::{now_unix, record, SnapshotManifest, SNAPSHOT_FORMAT};
+use crate::manifest::{now_unix, record, SnapshotManifest, VmShape, SNAPSHOT_FORMAT};
 use crate::{fsutil, tools};
 
 /// A snapshot ready to be restored: the files a new capsule copies.
@@ -106,7 +106,11 @@ impl Inner {
         let dir = self.layout.base_template(&key);
         if dir.exists() {
             match self.verified(&dir) {
-                Ok(t) => return Ok(t),
+                Ok(t) if t.manifest.nic => return Ok(t),
+                Ok(_) => {
+                    tracing::info!(template = %key, "rebuilding base template with a network device");
+                    std::fs::remove_dir_all(&dir).map_err(AgentError::io("removing", &dir))?;
+                }
                 Err(e) => {
                     tracing::warn!(template = %key, error = %e, "rebuilding base template");
                     std::fs::remove_dir_all(&dir).map_err(AgentError::io("removing", &dir))?;
@@ -128,12 +132,15 @@ impl Inner {
         let disk = build.join(files::DISK);
         let rootfs = std::fs::canonicalize(rootfs).map_err(AgentError::io("resolving", rootfs))?;
         tools::create_overlay(&rootfs, &disk).await?;
+        // The device exists from the first boot, without a backend: each capsule restored
+        // from this snapshot plugs its own tap in.
         let spec = self.vm_spec(
             &build,
             vcpus,
             memory_mb,
             &self.kernel.kernel,
             &self.kernel.initrd,
+            Some(crate::network::nic_spec(wrenn_vmm::NicBackend::None)),
         );
         let vm = Vm::boot(&spec).await?;
         let result = async {
@@ -152,14 +159,14 @@ impl Inner {
         .await;
         vm.kill().await?;
         result?;
-        self.write_snapshot_manifest(
-            &build,
-            &build,
+        let shape = VmShape {
             vcpus,
             memory_mb,
-            &self.kernel.kernel,
-            &self.kernel.initrd,
-        )?;
+            kernel: self.kernel.kernel.clone(),
+            initrd: self.kernel.initrd.clone(),
+            nic: true,
+        };
+        self.write_snapshot_manifest(&build, &build, &shape)?;
         cleanup_runtime_files(&build);
         if let Err(e) = std::fs::rename(&build, &dir) {
             // Another process sharing this template store finished the same build first.
@@ -179,24 +186,22 @@ impl Inner {
         &self,
         snap_dir: &Path,
         files_dir: &Path,
-        vcpus: u32,
-        memory_mb: u32,
-        kernel: &Path,
-        initrd: &Path,
+        shape: &VmShape,
     ) -> Result<SnapshotManifest> {
         let m = SnapshotManifest {
             format: SNAPSHOT_FORMAT,
             created_at: now_unix(),
-            vcpus,
-            memory_mb,
+            vcpus: shape.vcpus,
+            memory_mb: shape.memory_mb,
             vmm_version: self.restore_env.vmm_version.clone(),
             accel: self.restore_env.accel.clone(),
             guest_protocol: wrenn_protocol::PROTOCOL_VERSION,
-            kernel: kernel.to_owned(),
-            initrd: initrd.to_owned(),
+            kernel: shape.kernel.clone(),
+            initrd: shape.initrd.clone(),
             state: record(&snap_dir.join(SnapshotManifest::STATE), true)?,
             memory: record(&files_dir.join(files::MEMORY), false)?,
             disk: record(&files_dir.join(files::DISK), false)?,
+            nic: shape.nic,
         };
         m.store(snap_dir)?;
         Ok(m)
@@ -350,6 +355,7 @@ impl Inner {
         memory_mb: u32,
         kernel: &Path,
         initrd: &Path,
+        nic: Option<wrenn_vmm::NicSpec>,
     ) -> VmSpec {
         VmSpec {
             dir: dir.to_owned(),
@@ -362,6 +368,7 @@ impl Inner {
             memory_file: dir.join(files::MEMORY),
             disk: dir.join(files::DISK),
             accel: self.accel,
+            nic,
         }
     }
 }

@@ -131,11 +131,10 @@ async fn main() -> anyhow::Result<()> {
         } => {
             init_logs();
             let envd = envd_path::resolve(envd)?;
-            let mgr = wrenn_agent::CapsuleManager::open(wrenn_agent::AgentConfig::new(
-                &data.data_dir,
-                envd,
-            ))
-            .await?;
+            // Building templates makes no capsule networks.
+            let mut cfg = wrenn_agent::AgentConfig::new(&data.data_dir, envd);
+            cfg.network = None;
+            let mgr = wrenn_agent::CapsuleManager::open(cfg).await?;
             let names: Vec<String> = if templates.is_empty() {
                 wrenn_images::BaseTemplate::all()
                     .iter()

@@ -22,6 +22,45 @@ pub struct ServerArgs {
     /// Domain of port URLs (`<port>-<capsule>.<domain>`).
     #[arg(long, env = "WRENN_PROXY_DOMAIN")]
     pub proxy_domain: Option<String>,
+    /// vCPUs this host hands out to capsules in all (default: 4 per host core).
+    #[arg(long, env = "WRENN_VCPUS_TOTAL")]
+    pub vcpus_total: Option<u32>,
+    #[command(flatten)]
+    pub network: NetOpts,
+}
+
+/// Capsule networking options of a host agent.
+#[derive(clap::Args)]
+pub struct NetOpts {
+    /// Run capsules without network (they keep their network device, with nothing behind it).
+    #[arg(long, env = "WRENN_NO_NETWORK")]
+    pub no_network: bool,
+    /// Resolvers the capsules' DNS forwarders ask, comma-separated IPs (default: the host's
+    /// /etc/resolv.conf).
+    #[arg(long, env = "WRENN_DNS_SERVERS", value_delimiter = ',')]
+    pub dns_servers: Vec<std::net::IpAddr>,
+    /// Most capsule networks (namespaces) at once on this host; past it creates get 503.
+    #[arg(long, env = "WRENN_MAX_NETWORKS", default_value_t = 1024)]
+    pub max_networks: u32,
+}
+
+impl NetOpts {
+    /// Applies the options to an agent configuration.
+    pub fn apply(&self, cfg: &mut wrenn_agent::AgentConfig) {
+        if self.no_network {
+            cfg.network = None;
+        }
+        if let Some(net) = cfg.network.as_mut() {
+            net.max_networks = self.max_networks;
+            if !self.dns_servers.is_empty() {
+                net.dns_upstreams = self
+                    .dns_servers
+                    .iter()
+                    .map(|ip| SocketAddr::new(*ip, 53))
+                    .collect();
+            }
+        }
+    }
 }
 
 /// Opens the store named by the options: PostgreSQL when a URL is given, else SQLite in the
@@ -51,7 +90,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         "preparing the host in {} (first start builds images: a few minutes)",
         data_dir.display()
     );
-    let cfg = wrenn_agent::AgentConfig::new(&data_dir, envd);
+    let mut cfg = wrenn_agent::AgentConfig::new(&data_dir, envd);
+    args.network.apply(&mut cfg);
+    if let Some(v) = args.vcpus_total {
+        cfg.vcpus_total = v;
+    }
     let agent = wrenn_agent::CapsuleManager::open(cfg)
         .await
         .context("starting the host agent")?;

@@ -37,6 +37,7 @@ impl BaseTemplate {
             "less",
             "ca-certificates",
             "curl",
+            "git",
             "netbase",
             "passwd",
         ];

@@ -19,6 +19,9 @@
 //!   -device virtio-serial-device
 //!   -chardev socket,id=envd,path=<dir>/envd.sock,server=on,wait=off
 //!   -device virtserialport,chardev=envd,name=wrenn.envd   # the host <-> envd byte stream
+//!   [-netdev tap,id=net0,ifname=tap0,script=no,downscript=no]  # QEMU runs in the capsule's
+//!                                                 # network namespace, where tap0 is
+//!   [-device virtio-net-device,mac=M[,netdev=net0]]  # eth0; no backend: carries nothing
 //!   -chardev socket,id=console,path=<dir>/console.sock,server=on,wait=off
 //!   -serial chardev:console                       # ttyS0; drained into console.log
 //!   -qmp unix:<dir>/qmp.sock,server=on,wait=off   # the monitor we drive
@@ -35,7 +38,7 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use crate::{Accel, VmSpec, VmmError};
+use crate::{Accel, NicBackend, VmSpec, VmmError};
 
 /// Size of the TCG translation block cache in MiB: bounds QEMU's host memory per capsule.
 pub const TCG_TB_SIZE_MB: u32 = 64;
@@ -192,6 +195,16 @@ pub fn qemu_args(
     ] {
         a.push(s.into());
     }
+    if let Some(nic) = &spec.nic {
+        let mut dev = format!("virtio-net-device,mac={}", nic.mac);
+        if let NicBackend::Tap { tap, .. } = &nic.backend {
+            a.push("-netdev".into());
+            a.push(format!("tap,id=net0,ifname={tap},script=no,downscript=no").into());
+            dev.push_str(",netdev=net0");
+        }
+        a.push("-device".into());
+        a.push(dev.into());
+    }
     a.push("-chardev".into());
     a.push(chardev_socket("envd", &files.envd()));
     a.push("-device".into());
@@ -251,6 +264,7 @@ mod tests {
             memory_file: "/d/mem".into(),
             disk: "/d/disk,1.qcow2".into(),
             accel,
+            nic: None,
         }
     }
 
@@ -310,6 +324,39 @@ mod tests {
         assert!(!a.contains(&"-incoming".to_string()));
         let a = args(Accel::Tcg, StartMode::Incoming);
         assert_eq!(after(&a, "-incoming"), "defer");
+    }
+
+    #[test]
+    fn network_device_with_and_without_backend() {
+        let files = VmFiles::new(Path::new("/d")).unwrap();
+        let mut s = spec(Accel::Tcg);
+        let strings = |s: &VmSpec| -> Vec<String> {
+            qemu_args(s, &files, &s.memory_file, &s.disk, 1, StartMode::Boot)
+                .into_iter()
+                .map(|a| a.into_string().unwrap())
+                .collect()
+        };
+        assert!(!strings(&s).iter().any(|a| a.contains("virtio-net")));
+        s.nic = Some(crate::NicSpec {
+            mac: "02:fc:00:00:00:15".into(),
+            backend: NicBackend::None,
+        });
+        let a = strings(&s);
+        assert!(a.contains(&"virtio-net-device,mac=02:fc:00:00:00:15".to_string()));
+        assert!(!a.contains(&"-netdev".to_string()));
+        s.nic = Some(crate::NicSpec {
+            mac: "02:fc:00:00:00:15".into(),
+            backend: NicBackend::Tap {
+                netns: "/run/netns/x".into(),
+                tap: "tap0".into(),
+            },
+        });
+        let a = strings(&s);
+        assert_eq!(
+            after(&a, "-netdev"),
+            "tap,id=net0,ifname=tap0,script=no,downscript=no"
+        );
+        assert!(a.contains(&"virtio-net-device,mac=02:fc:00:00:00:15,netdev=net0".to_string()));
     }
 
     #[test]

@@ -20,4 +20,4 @@ mod vm;
 pub use accel::{detect_accel, Accel, ACCEL_ENV, PROBE_TIMEOUT};
 pub use console::MAX_LOG_BYTES as CONSOLE_LOG_MAX_BYTES;
 pub use error::VmmError;
-pub use vm::{agent_socket_path, process_alive, Vm, VmSpec};
+pub use vm::{agent_socket_path, process_alive, NicBackend, NicSpec, Vm, VmSpec};

@@ -43,6 +43,34 @@ pub struct VmSpec {
     pub disk: PathBuf,
     /// KVM or TCG.
     pub accel: Accel,
+    /// The guest's network device, if it has one.
+    pub nic: Option<NicSpec>,
+}
+
+/// A virtio-net device. Its guest-visible part (the MAC) is fixed by the snapshot; the
+/// backend may differ between the boot and each restore.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NicSpec {
+    /// Guest MAC address.
+    pub mac: String,
+    /// Where its packets go.
+    pub backend: NicBackend,
+}
+
+/// The host side of a virtio-net device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NicBackend {
+    /// No backend: the device exists but carries nothing (template builds, hosts without
+    /// networking).
+    None,
+    /// An existing tap device `tap`, with QEMU started inside the network namespace whose
+    /// file is `netns` (`/run/netns/<name>`).
+    Tap {
+        /// The namespace QEMU runs in.
+        netns: PathBuf,
+        /// Name of the tap device inside it.
+        tap: String,
+    },
 }
 
 /// Unix socket of the virtio-serial port `wrenn.envd` of the VM in `dir`.
@@ -335,7 +363,14 @@ impl Vm {
         spec_abs.kernel = absolute(&spec.kernel)?;
         spec_abs.initrd = absolute(&spec.initrd)?;
         let args = cmdline::qemu_args(&spec_abs, &files, &memory_file, &disk, tsc_khz, mode);
-        launch(&spec.qemu, &args, &files).await?;
+        let netns = match &spec.nic {
+            Some(NicSpec {
+                backend: NicBackend::Tap { netns, .. },
+                ..
+            }) => Some(netns.as_path()),
+            _ => None,
+        };
+        launch(&spec.qemu, &args, &files, netns).await?;
         let process = process::started(&files)?;
         let connected = async {
             process::record_identity(&files, process)?;
@@ -428,14 +463,39 @@ async fn wait_migration(qmp: &mut Qmp, op: &'static str, path: &Path) -> Result<
 
 /// Runs the QEMU launcher: it daemonizes and exits 0 once the VM is set up, or exits non-zero
 /// with the reason in `qemu.log`.
-async fn launch(qemu: &Path, args: &[std::ffi::OsString], files: &VmFiles) -> Result<(), VmmError> {
+async fn launch(
+    qemu: &Path,
+    args: &[std::ffi::OsString],
+    files: &VmFiles,
+    netns: Option<&Path>,
+) -> Result<(), VmmError> {
     let log_path = files.qemu_log();
     let log = std::fs::File::create(&log_path).map_err(VmmError::io("creating", &log_path))?;
     let log_err = log
         .try_clone()
         .map_err(VmmError::io("duplicating", &log_path))?;
-    tracing::debug!(qemu = %qemu.display(), ?args, "launching qemu");
-    let mut child = tokio::process::Command::new(qemu)
+    tracing::debug!(qemu = %qemu.display(), ?args, ?netns, "launching qemu");
+    let mut cmd = tokio::process::Command::new(qemu);
+    // QEMU (and the daemon it forks) runs in the capsule's network namespace, where its tap
+    // device is. The namespace file stays open until the launcher has been spawned.
+    let _netns_fd = match netns {
+        Some(path) => {
+            let f = std::fs::File::open(path).map_err(VmmError::io("opening namespace", path))?;
+            let raw = std::os::fd::AsRawFd::as_raw_fd(&f);
+            // SAFETY: setns(2) is async-signal-safe and `raw` is open across the spawn.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::setns(raw, libc::CLONE_NEWNET) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+            Some(f)
+        }
+        None => None,
+    };
+    let mut child = cmd
         .args(args)
         .stdin(Stdio::null())
         .stdout(log)

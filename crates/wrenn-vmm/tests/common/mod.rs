@@ -104,6 +104,7 @@ pub fn fixture() -> Fixture {
         memory_file: dir.join("memory"),
         disk,
         accel,
+        nic: None,
     };
     Fixture { tmp, spec }
 }
