@@ -5,10 +5,13 @@
 //!   and the host memory an idle 512 MiB capsule costs.
 //! - `channel`: raw echo over the virtio-serial port vs an envd request, exec round trip, file
 //!   throughput over the channel vs a plain `cat` pipe on the host.
+//! - `network`: TCP throughput guest → test host vs host → test host; create and resume with
+//!   networking on vs off.
 
 mod channel;
 mod common;
 mod lifecycle;
+mod network;
 
 use clap::{Parser, Subcommand};
 
@@ -45,6 +48,15 @@ enum What {
         #[arg(long, default_value_t = 64)]
         file_mib: usize,
     },
+    /// Capsule networking: throughput to a test host, and what it adds to create and resume.
+    Network {
+        /// MiB sent over TCP.
+        #[arg(long, default_value_t = 64)]
+        mib: usize,
+        /// Creates and resumes per mode (the median is shown).
+        #[arg(long, default_value_t = 5)]
+        reps: usize,
+    },
 }
 
 #[tokio::main]
@@ -64,5 +76,6 @@ async fn main() -> anyhow::Result<()> {
             lifecycle::run(&mgr, &args.data_dir, &envd, &sizes, reps).await
         }
         What::Channel { rounds, file_mib } => channel::run(&mgr, rounds, file_mib).await,
+        What::Network { mib, reps } => network::run(&mgr, &args.data_dir, &envd, mib, reps).await,
     }
 }

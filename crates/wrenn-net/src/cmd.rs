@@ -80,3 +80,29 @@ pub fn ip_batch(lines: &str, netns: Option<&Path>) -> Result<()> {
 pub fn nft(script: &str, netns: Option<&Path>) -> Result<()> {
     run("nft", &["-f", "-"], script, netns).map(|_| ())
 }
+
+/// Runs `f` on a short-lived thread that has entered the network namespace at `netns`:
+/// sockets it makes belong to that namespace and stay there after it returns.
+pub fn in_netns<T: Send + 'static>(
+    netns: &Path,
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> Result<T> {
+    let ns = open_netns(netns)?;
+    let path = netns.to_owned();
+    let p = path.clone();
+    std::thread::spawn(move || {
+        // SAFETY: setns(2) on this thread only; the fd is valid for the call.
+        if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return Err(NetError::io("entering namespace", &p)(
+                std::io::Error::last_os_error(),
+            ));
+        }
+        f().map_err(NetError::io("working inside namespace", &p))
+    })
+    .join()
+    .map_err(|_| NetError::Io {
+        op: "working inside namespace",
+        path,
+        source: std::io::Error::other("the thread panicked"),
+    })?
+}

@@ -8,16 +8,15 @@
 //! is bounded; TCP DNS is not served.
 
 use std::net::{SocketAddr, UdpSocket as StdUdpSocket};
-use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::UdpSocket;
 use tokio::sync::Semaphore;
 
-use crate::cmd::open_netns;
-use crate::error::{NetError, Result};
+use crate::cmd::in_netns;
+use crate::error::Result;
 
 /// Largest query relayed (EDNS0 payloads beyond this are not needed by stub resolvers).
 const MAX_PACKET: usize = 4096;
@@ -28,22 +27,9 @@ const MAX_IN_FLIGHT: usize = 64;
 /// How long one upstream may take before the next is tried.
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Binds a UDP socket to `addr` inside the namespace at `netns` (a thread enters the
-/// namespace, binds, and ends; the socket stays in the namespace).
+/// Binds a UDP socket to `addr` inside the namespace at `netns`.
 pub fn bind_udp_in(netns: &Path, addr: SocketAddr) -> Result<StdUdpSocket> {
-    let ns = open_netns(netns)?;
-    let path: PathBuf = netns.to_owned();
-    std::thread::spawn(move || {
-        // SAFETY: setns(2) on this short-lived thread only; the fd is valid for the call.
-        if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            return Err(NetError::io("entering namespace", &path)(
-                std::io::Error::last_os_error(),
-            ));
-        }
-        StdUdpSocket::bind(addr).map_err(NetError::io("binding DNS forwarder in", &path))
-    })
-    .join()
-    .map_err(|_| NetError::Policy("DNS bind thread panicked".into()))?
+    in_netns(netns, move || StdUdpSocket::bind(addr))
 }
 
 /// Whether `buf` looks like a DNS query worth relaying.

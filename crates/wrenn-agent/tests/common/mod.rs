@@ -81,6 +81,42 @@ impl Drop for TestHost {
                 }
             }
         }
+        remove_networks(self.dir.path());
+    }
+}
+
+/// Namespaces and slot files of the agent of `data_dir` (a test that fails midway leaves
+/// capsules behind; their networks must not outlive it).
+pub fn network_leftovers(data_dir: &Path) -> Vec<String> {
+    let prefix = format!("wr-{}-", wrenn_agent::config::network_tag(data_dir));
+    let mut out: Vec<String> = std::fs::read_dir(wrenn_net::NETNS_DIR)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&prefix))
+        .collect();
+    for e in std::fs::read_dir("/run/wrenn/net")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        if std::fs::read_to_string(e.path()).is_ok_and(|o| o.starts_with(&prefix)) {
+            out.push(e.path().display().to_string());
+        }
+    }
+    out
+}
+
+fn remove_networks(data_dir: &Path) {
+    for left in network_leftovers(data_dir) {
+        if left.starts_with('/') {
+            let _ = std::fs::remove_file(&left);
+        } else {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", &left])
+                .status();
+        }
     }
 }
 
