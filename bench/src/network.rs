@@ -186,10 +186,7 @@ pub async fn run(
     let guest = mgr.guest(&id).await?;
     common::sh(
         &guest,
-        &format!(
-            "head -c {}M /dev/zero > /dev/tcp/{TEST_HOST}/{SINK_PORT}",
-            mib
-        ),
+        &format!("bash -c 'head -c {mib}M /dev/zero > /dev/tcp/{TEST_HOST}/{SINK_PORT}'"),
     )
     .await?;
     let (guest_bytes, guest_t) = results.recv().await.context("sink result")?;

@@ -180,15 +180,16 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait(timeout=30)
 
 
-def _spawn(binary: Path, data: Path, port: int, log_path: Path) -> subprocess.Popen:
-    """Starts `wrenn server` in its own session, appending its output to `log_path`."""
+def _spawn(binary: Path, data: Path, port: int, log_path: Path, wrapper: tuple[str, ...] = ()) -> subprocess.Popen:
+    """Starts `wrenn server` (under `wrapper`, if given) in its own session, appending its
+    output to `log_path`."""
     # The capsules' DNS forwarders ask the test host's resolver: no query leaves the machine.
     # Idle guests cost little CPU: the host hands out 32 vCPUs, so 20 capsules fit at once.
     env = dict(os.environ, WRENN_DIR=str(data), WRENN_DNS_SERVERS=testhost.IP, WRENN_VCPUS_TOTAL="32")
     env.pop("WRENN_API_KEY", None)
     with open(log_path, "ab") as log:
         return subprocess.Popen(
-            [str(binary), "server", "--listen", f"127.0.0.1:{port}", "--data-dir", str(data)],
+            [*wrapper, str(binary), "server", "--listen", f"127.0.0.1:{port}", "--data-dir", str(data)],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -253,12 +254,15 @@ def test_host() -> Iterable[testhost.TestHost]:
         th.stop()
 
 
-@pytest.fixture(scope="session")
-def server(request: pytest.FixtureRequest, test_host: testhost.TestHost) -> Iterable[Server]:
-    """Starts `wrenn server` with a fresh data dir whose images/ is the shared image cache."""
+def wrenn_binary() -> Path:
     binary = Path(os.environ.get("WRENN_BIN") or REPO / "target" / "debug" / "wrenn")
     if not binary.is_file():
         pytest.exit(f"wrenn binary {binary} not found (cargo build -p wrenn-cli, or set WRENN_BIN)", returncode=2)
+    return binary
+
+
+def new_data_dir() -> Path:
+    """A fresh data dir whose images/ and templates/ are the shared caches."""
     shared = Path(os.environ.get("WRENN_TEST_DATA_DIR", "/var/tmp/wrenn-test")) / "images"
     shared.mkdir(parents=True, exist_ok=True)
     # A short path on disk: VM memory files and QMP sockets (path length limit) live here.
@@ -268,16 +272,30 @@ def server(request: pytest.FixtureRequest, test_host: testhost.TestHost) -> Iter
     shared_templates = shared.parent / "templates"
     shared_templates.mkdir(parents=True, exist_ok=True)
     (data / "templates").symlink_to(shared_templates)
+    return data
+
+
+def start_server(wrapper: tuple[str, ...] = ()) -> Server:
+    """Starts a `wrenn server` of its own (a fresh data dir, a free port) and waits for it."""
+    binary = wrenn_binary()
+    data = new_data_dir()
     log_path = data.parent / f"{data.name}.log"
     port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = _spawn(binary, data, port, log_path)
-    srv = Server(url=url, key="", data_dir=data, log_path=log_path, proc=proc, binary=binary)
+    srv = Server(url=f"http://127.0.0.1:{port}", key="", data_dir=data, log_path=log_path,
+                 proc=_spawn(binary, data, port, log_path, wrapper), binary=binary)
     _wait_healthy(srv, float(os.environ.get("WRENN_E2E_START_TIMEOUT", "1800")))
     key_file = data / "admin.key"
     srv.key = wait_until(lambda: key_file.is_file() and key_file.read_text().strip(), 60, what="admin.key")
+    return srv
+
+
+@pytest.fixture(scope="session")
+def server(request: pytest.FixtureRequest, test_host: testhost.TestHost) -> Iterable[Server]:
+    """Starts `wrenn server` with a fresh data dir whose images/ is the shared image cache."""
+    srv = start_server()
+    data, log_path = srv.data_dir, srv.log_path
     os.environ["WRENN_API_KEY"] = srv.key
-    os.environ["WRENN_BASE_URL"] = url
+    os.environ["WRENN_BASE_URL"] = srv.url
     os.environ.pop("WRENN_PROXY_DOMAIN", None)
     try:
         yield srv
