@@ -178,3 +178,36 @@ async fn a_snapshot_from_before_networking_restores_without_network() {
     result.await;
     let _ = host.delete_template(&name).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn past_the_network_limit_create_is_a_capacity_error() {
+    let th = TestHost::new();
+    let mut cfg = th.config();
+    if let Some(net) = cfg.network.as_mut() {
+        net.max_networks = 1;
+    }
+    let host = wrenn_agent::CapsuleManager::open(cfg).await.unwrap();
+    let first = create(&host, "minimal").await;
+    let second = common::new_id();
+    let err = host
+        .create(CreateCapsule {
+            id: second.clone(),
+            template: "minimal".into(),
+            vcpus: 1,
+            memory_mb: 512,
+            network: Default::default(),
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, wrenn_host::HostError::Capacity(m) if m.contains("limit is 1")),
+        "{err:?}"
+    );
+    assert!(matches!(
+        host.get(&second).await,
+        Err(wrenn_host::HostError::NotFound(_))
+    ));
+    assert!(!host.capsule_dir(&second).exists());
+    host.destroy(&first.id).await.unwrap();
+    assert!(network_leftovers(th.dir.path()).is_empty());
+}
