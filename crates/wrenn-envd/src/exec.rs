@@ -14,13 +14,14 @@ use crate::error::{ApiError, ApiResult};
 use crate::reaper::{self, ExitRx};
 use crate::spawn::{self, kill_group, Spec};
 
-/// Largest output kept per stream by [`collect`]; beyond it output is dropped.
-pub const COLLECT_LIMIT: usize = 32 << 20;
+/// Largest output kept per stream by [`collect`]; beyond it output is read and dropped (the
+/// process never blocks on a full pipe) and the answer says it was truncated.
+pub const COLLECT_LIMIT: usize = wrenn_protocol::EXEC_OUTPUT_LIMIT;
 /// How long to keep reading pipes after the process exited (a daemonized grandchild may hold
 /// them open forever).
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
 /// Read size of output pipes.
-const CHUNK: usize = 64 * 1024;
+const CHUNK: usize = wrenn_protocol::EVENT_DATA_MAX;
 
 /// A started process with piped output.
 pub struct Running {
@@ -163,17 +164,18 @@ pub async fn drive(
     })
 }
 
-/// Runs `spec` to completion and collects its output.
+/// Runs `spec` to completion and collects its output: at most [`COLLECT_LIMIT`] bytes per
+/// stream, the rest drained and counted as truncated.
 pub async fn collect(spec: &Spec, timeout: Option<Duration>) -> ApiResult<ExecOutput> {
     let started = Instant::now();
     let run = start(spec)?;
     let (tx, mut rx) = mpsc::channel(16);
     let gather = async {
-        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+        let (mut stdout, mut stderr) = (Capped::default(), Capped::default());
         while let Some(ev) = rx.recv().await {
             match ev {
-                ProcessEvent::Stdout { data } => append(&mut stdout, &data),
-                ProcessEvent::Stderr { data } => append(&mut stderr, &data),
+                ProcessEvent::Stdout { data } => stdout.append(&data),
+                ProcessEvent::Stderr { data } => stderr.append(&data),
                 _ => {}
             }
         }
@@ -188,18 +190,43 @@ pub async fn collect(spec: &Spec, timeout: Option<Duration>) -> ApiResult<ExecOu
         gather
     );
     let ended = ended.ok_or_else(|| ApiError::internal("output collection ended early"))?;
+    if stdout.truncated || stderr.truncated {
+        tracing::info!(
+            cmd = %spec.cmd,
+            stdout_dropped = stdout.dropped,
+            stderr_dropped = stderr.dropped,
+            "exec output over {COLLECT_LIMIT} bytes per stream: truncated"
+        );
+    }
     Ok(ExecOutput {
-        stdout,
-        stderr,
+        stdout: stdout.buf,
+        stderr: stderr.buf,
         exit_code: ended.exit_code,
         duration_ms: started.elapsed().as_millis() as u64,
         timed_out: ended.timed_out,
+        stdout_truncated: stdout.truncated,
+        stderr_truncated: stderr.truncated,
     })
 }
 
-fn append(buf: &mut Vec<u8>, data: &[u8]) {
-    let room = COLLECT_LIMIT.saturating_sub(buf.len());
-    buf.extend_from_slice(&data[..data.len().min(room)]);
+/// One stream's collected output: the first [`COLLECT_LIMIT`] bytes.
+#[derive(Default)]
+struct Capped {
+    buf: Vec<u8>,
+    truncated: bool,
+    dropped: u64,
+}
+
+impl Capped {
+    fn append(&mut self, data: &[u8]) {
+        let room = COLLECT_LIMIT.saturating_sub(self.buf.len());
+        let keep = data.len().min(room);
+        self.buf.extend_from_slice(&data[..keep]);
+        if keep < data.len() {
+            self.truncated = true;
+            self.dropped += (data.len() - keep) as u64;
+        }
+    }
 }
 
 /// Starts `spec` and returns its pid and its events (`Started`, output, `Exit`). Dropping the

@@ -203,3 +203,36 @@ async fn many_concurrent_requests() {
         assert_eq!(t.await.unwrap().stdout, format!("{i}\n").into_bytes());
     }
 }
+
+#[tokio::test]
+async fn output_past_the_limit_is_drained_and_flagged() {
+    let envd = Envd::start();
+    let c = envd.client().await;
+    let limit = wrenn_protocol::EXEC_OUTPUT_LIMIT;
+    // More than the limit on both streams; the process must not block on a full pipe, and
+    // what it does after the flood still counts.
+    let script = format!(
+        "head -c {} /dev/zero; head -c {} /dev/zero >&2; echo done; exit 3",
+        limit + 5_000_000,
+        limit + 1
+    );
+    let out = run(&c, &script).await;
+    assert_eq!(out.exit_code, 3);
+    assert!(!out.timed_out);
+    assert_eq!(out.stdout.len(), limit);
+    assert_eq!(out.stderr.len(), limit);
+    assert!(out.stdout_truncated && out.stderr_truncated);
+    assert!(out.stdout.iter().all(|b| *b == 0));
+
+    let small = run(&c, "echo hi; echo ho >&2").await;
+    assert_eq!(
+        (&small.stdout[..], &small.stderr[..]),
+        (&b"hi\n"[..], &b"ho\n"[..])
+    );
+    assert!(!small.stdout_truncated && !small.stderr_truncated);
+
+    // Exactly the limit is not truncated.
+    let exact = run(&c, &format!("head -c {limit} /dev/zero")).await;
+    assert_eq!(exact.stdout.len(), limit);
+    assert!(!exact.stdout_truncated);
+}

@@ -48,6 +48,82 @@ pub struct ExecOutput {
     pub duration_ms: u64,
     /// True when the timeout killed the process group.
     pub timed_out: bool,
+    /// True when stdout went past [`EXEC_OUTPUT_LIMIT`]: `stdout` holds the first
+    /// [`EXEC_OUTPUT_LIMIT`] bytes and the rest was read and discarded. Use the exec stream
+    /// (`POST /exec/stream`) to get everything. Absent (false) from envds that predate it.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub stdout_truncated: bool,
+    /// Like `stdout_truncated`, for stderr.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub stderr_truncated: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// Largest output `POST /exec` keeps per stream (stdout and stderr each): 32 MiB. envd keeps
+/// reading the process's output past it (the process never blocks on a full pipe), discards
+/// the excess and sets [`ExecOutput::stdout_truncated`] / [`ExecOutput::stderr_truncated`].
+/// It also bounds what a host holds for one collected exec answer.
+pub const EXEC_OUTPUT_LIMIT: usize = 32 << 20;
+
+/// Largest `data` of one output event (`ProcessEvent::Stdout`/`Stderr`, `PtyEvent::Output`)
+/// envd sends in its NDJSON streams.
+pub const EVENT_DATA_MAX: usize = 64 * 1024;
+
+/// Longest NDJSON line a host accepts from envd (an event with [`EVENT_DATA_MAX`] bytes of
+/// base64 data is about 88 KiB). A longer line ends the stream with an error instead of being
+/// buffered without bound.
+pub const NDJSON_LINE_MAX: usize = 1 << 20;
+
+/// Longest process tag ([`check_tag`]).
+pub const TAG_MAX_LEN: usize = 64;
+
+/// Why a process tag is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TagError {
+    /// The tag is empty.
+    #[error("a tag must not be empty")]
+    Empty,
+    /// Longer than [`TAG_MAX_LEN`] bytes.
+    #[error("a tag is at most {TAG_MAX_LEN} characters, this one has {0}")]
+    TooLong(usize),
+    /// A character outside `A-Z a-z 0-9 . _ -`.
+    #[error("a tag may contain only letters, digits, '.', '_' and '-' (found {0:?})")]
+    BadChar(char),
+    /// Starts with something other than a letter or digit (`.`, `..`, `-x` are refused).
+    #[error("a tag must start with a letter or a digit")]
+    BadStart,
+    /// All digits: that names a pid, not a tag.
+    #[error("a tag cannot be all digits (that names a pid)")]
+    AllDigits,
+}
+
+/// Checks a process tag (background process or PTY session): 1 to [`TAG_MAX_LEN`] characters
+/// of `A-Z a-z 0-9 . _ -`, starting with a letter or digit, not all digits (an all-digit
+/// selector names a pid). Tags travel in URL path segments and logs, so nothing else is
+/// allowed; envd enforces this and the control plane can check early with the same function.
+pub fn check_tag(tag: &str) -> Result<(), TagError> {
+    if tag.is_empty() {
+        return Err(TagError::Empty);
+    }
+    if let Some(c) = tag
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(TagError::BadChar(c));
+    }
+    if tag.len() > TAG_MAX_LEN {
+        return Err(TagError::TooLong(tag.len()));
+    }
+    if !tag.as_bytes()[0].is_ascii_alphanumeric() {
+        return Err(TagError::BadStart);
+    }
+    if tag.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(TagError::AllDigits);
+    }
+    Ok(())
 }
 
 /// One event of a running process's output stream.
@@ -289,3 +365,54 @@ pub struct PtyResize {
 pub const HEADER_TAG: &str = "x-wrenn-tag";
 /// Response header carrying a PTY session's pid.
 pub const HEADER_PID: &str = "x-wrenn-pid";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags() {
+        for ok in [
+            "worker",
+            "proc-0a1b2c3d",
+            "a",
+            "A.b_c-9",
+            "1x",
+            &"t".repeat(64),
+        ] {
+            assert_eq!(check_tag(ok), Ok(()), "{ok:?}");
+        }
+        assert_eq!(check_tag(""), Err(TagError::Empty));
+        assert_eq!(check_tag("a/b"), Err(TagError::BadChar('/')));
+        assert_eq!(check_tag("a\0b"), Err(TagError::BadChar('\0')));
+        assert_eq!(check_tag("a b"), Err(TagError::BadChar(' ')));
+        assert_eq!(check_tag("é"), Err(TagError::BadChar('é')));
+        assert_eq!(check_tag(&"t".repeat(65)), Err(TagError::TooLong(65)));
+        assert_eq!(
+            check_tag(&"x".repeat(10_000)),
+            Err(TagError::TooLong(10_000))
+        );
+        assert_eq!(check_tag(".."), Err(TagError::BadStart));
+        assert_eq!(check_tag("-rf"), Err(TagError::BadStart));
+        assert_eq!(check_tag("123"), Err(TagError::AllDigits));
+    }
+
+    #[test]
+    fn truncation_flags_are_optional_on_the_wire() {
+        let old =
+            r#"{"stdout":"aGk=","stderr":"","exit_code":0,"duration_ms":1,"timed_out":false}"#;
+        let out: ExecOutput = serde_json::from_str(old).unwrap();
+        assert!(!out.stdout_truncated && !out.stderr_truncated);
+        assert_eq!(out.stdout, b"hi");
+        let plain = serde_json::to_value(&out).unwrap();
+        assert!(plain.get("stdout_truncated").is_none());
+        let cut = ExecOutput {
+            stderr_truncated: true,
+            ..out
+        };
+        let v = serde_json::to_value(&cut).unwrap();
+        assert_eq!(v["stderr_truncated"], true);
+        assert!(v.get("stdout_truncated").is_none());
+        assert_eq!(serde_json::from_value::<ExecOutput>(v).unwrap(), cut);
+    }
+}

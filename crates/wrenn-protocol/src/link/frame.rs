@@ -105,6 +105,13 @@ impl FrameDecoder {
         self.buf.extend_from_slice(data);
     }
 
+    /// Bytes held waiting for the rest of a frame. After [`FrameDecoder::next_frame`] returned
+    /// `None` this is below [`HEADER`] + [`MAX_PAYLOAD`] + [`TRAILER`], whatever was pushed:
+    /// a peer cannot make the decoder hold more than one frame.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
     /// Bytes skipped as garbage so far.
     pub fn skipped(&self) -> u64 {
         self.skipped
