@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 use wrenn_protocol::link::host::{self, HostLink};
 use wrenn_protocol::EnvdErrorBody;
 
+use crate::ndjson::NdjsonDecoder;
 use crate::EnvdError;
 
 /// Request body type.
@@ -32,6 +33,15 @@ const CONN_WINDOW: u32 = 16 << 20;
 const MAX_FRAME: u32 = 1 << 20;
 /// Largest error body read.
 const ERROR_BODY_MAX: usize = 64 * 1024;
+/// Largest JSON answer read for any call but exec (a `list` of
+/// 100 000 entries with long paths stays below it).
+pub(crate) const JSON_ANSWER_MAX: usize = 128 << 20;
+
+/// Largest answer of `POST /exec`: both streams at [`wrenn_protocol::EXEC_OUTPUT_LIMIT`],
+/// base64-encoded, plus room for the other fields.
+pub(crate) const fn exec_answer_max() -> usize {
+    2 * (wrenn_protocol::EXEC_OUTPUT_LIMIT.div_ceil(3) * 4) + 64 * 1024
+}
 
 /// The open connection; dropping the last reference closes it.
 pub(crate) struct Conn {
@@ -110,24 +120,30 @@ impl Conn {
         Err(error_of(resp, path).await)
     }
 
-    /// A JSON request and a JSON answer.
+    /// A JSON request and a JSON answer of at most [`JSON_ANSWER_MAX`] bytes.
     pub(crate) async fn json<T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
         body: Option<&impl Serialize>,
     ) -> Result<T, EnvdError> {
+        self.json_limited(method, path, body, JSON_ANSWER_MAX).await
+    }
+
+    /// A JSON request and a JSON answer of at most `limit` bytes.
+    pub(crate) async fn json_limited<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&impl Serialize>,
+        limit: usize,
+    ) -> Result<T, EnvdError> {
         let resp = self.send(method, path, json_body(body)?).await?;
-        let bytes = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| EnvdError::Channel(format!("{path}: {e}")))?
-            .to_bytes();
+        let bytes = collect_limited(resp.into_body(), limit, path).await?;
         serde_json::from_slice(&bytes).map_err(|e| EnvdError::Protocol(format!("{path}: {e}")))
     }
 
-    /// A request whose answer has no body worth reading.
+    /// A request whose answer has no body worth reading (drained, not kept).
     pub(crate) async fn unit(
         &self,
         method: Method,
@@ -135,9 +151,36 @@ impl Conn {
         body: ReqBody,
     ) -> Result<(), EnvdError> {
         let resp = self.send(method, path, body).await?;
-        let _ = resp.into_body().collect().await;
+        let mut body = resp.into_body();
+        while let Some(Ok(_)) = body.frame().await {}
         Ok(())
     }
+}
+
+/// Reads a whole body, refusing one longer than `limit` bytes (the guest decides what it
+/// sends; the host never holds more than `limit` for it).
+pub(crate) async fn collect_limited<B>(
+    mut body: B,
+    limit: usize,
+    path: &str,
+) -> Result<Bytes, EnvdError>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    let mut buf = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| EnvdError::Channel(format!("{path}: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > limit {
+                return Err(EnvdError::Protocol(format!(
+                    "{path}: answer longer than {limit} bytes"
+                )));
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(buf.freeze())
 }
 
 /// Encodes an optional JSON body.
@@ -210,8 +253,8 @@ pub(crate) fn byte_stream<K: Send + Sync + 'static>(
     .boxed()
 }
 
-/// Parses an NDJSON body into events; a broken stream or a bad line yields `on_error(msg)`
-/// and ends.
+/// Parses an NDJSON body into events; a broken stream, a bad line or a line longer than
+/// [`wrenn_protocol::NDJSON_LINE_MAX`] yields `on_error(msg)` and ends.
 pub(crate) fn ndjson<T, K>(
     body: Incoming,
     keep: K,
@@ -221,30 +264,35 @@ where
     T: DeserializeOwned + Send + 'static,
     K: Send + Sync + 'static,
 {
-    let bytes = byte_stream(body, keep);
+    ndjson_events(byte_stream(body, keep), on_error)
+}
+
+/// The events of an NDJSON byte stream (see [`ndjson`]).
+pub(crate) fn ndjson_events<T>(
+    bytes: BoxStream<'static, Result<Bytes, EnvdError>>,
+    on_error: fn(String) -> Option<T>,
+) -> BoxStream<'static, T>
+where
+    T: DeserializeOwned + Send + 'static,
+{
     futures::stream::unfold(
-        (bytes, BytesMut::new(), false),
-        move |(mut bytes, mut buf, done)| async move {
+        (bytes, NdjsonDecoder::default(), false),
+        move |(mut bytes, mut dec, done)| async move {
             if done {
                 return None;
             }
             loop {
-                if let Some(nl) = buf.iter().position(|b| *b == b'\n') {
-                    let line = buf.split_to(nl + 1);
-                    let line = &line[..nl];
-                    if line.is_empty() {
-                        continue;
+                match dec.next_event::<T>() {
+                    Some(Ok(ev)) => return Some((ev, (bytes, dec, false))),
+                    Some(Err(e)) => {
+                        return on_error(e.to_string()).map(|ev| (ev, (bytes, dec, true)))
                     }
-                    return match serde_json::from_slice::<T>(line) {
-                        Ok(ev) => Some((ev, (bytes, buf, false))),
-                        Err(e) => on_error(format!("bad event from envd: {e}"))
-                            .map(|ev| (ev, (bytes, buf, true))),
-                    };
+                    None => {}
                 }
                 match bytes.next().await {
-                    Some(Ok(data)) => buf.extend_from_slice(&data),
+                    Some(Ok(data)) => dec.push(&data),
                     Some(Err(e)) => {
-                        return on_error(e.to_string()).map(|ev| (ev, (bytes, buf, true)))
+                        return on_error(e.to_string()).map(|ev| (ev, (bytes, dec, true)))
                     }
                     None => return None,
                 }
@@ -265,4 +313,53 @@ pub(crate) fn enc(s: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wrenn_protocol::ProcessEvent;
+
+    fn err_event(message: String) -> Option<ProcessEvent> {
+        Some(ProcessEvent::Error { message })
+    }
+
+    #[tokio::test]
+    async fn an_endless_line_ends_the_stream_with_an_error() {
+        // 64 MiB without a newline: the old reader buffered all of it.
+        let chunks = futures::stream::iter(
+            (0..64).map(|_| Ok::<_, EnvdError>(Bytes::from(vec![b'A'; 1 << 20]))),
+        )
+        .boxed();
+        let events: Vec<ProcessEvent> = ndjson_events(chunks, err_event).collect().await;
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert!(
+            matches!(&events[0], ProcessEvent::Error { message } if message.contains("longer than")),
+            "{events:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_answer_over_the_limit_is_refused() {
+        let body = Full::new(Bytes::from(vec![b' '; 1001]));
+        let err = collect_limited(body, 1000, "/x").await.unwrap_err();
+        assert!(matches!(err, EnvdError::Protocol(_)), "{err:?}");
+        let ok = collect_limited(Full::new(Bytes::from_static(b"{}")), 1000, "/x").await;
+        assert_eq!(ok.unwrap(), Bytes::from_static(b"{}"));
+    }
+
+    #[test]
+    fn the_exec_answer_limit_fits_two_full_streams() {
+        let full = wrenn_protocol::ExecOutput {
+            stdout: vec![0xff; wrenn_protocol::EXEC_OUTPUT_LIMIT],
+            stderr: vec![0xfe; wrenn_protocol::EXEC_OUTPUT_LIMIT],
+            exit_code: -1,
+            duration_ms: u64::MAX,
+            timed_out: true,
+            stdout_truncated: true,
+            stderr_truncated: true,
+        };
+        let n = serde_json::to_vec(&full).unwrap().len();
+        assert!(n <= exec_answer_max(), "{n} > {}", exec_answer_max());
+    }
 }

@@ -10,6 +10,7 @@
 //! HTTP/2; routes and encodings are described in docs/envd-protocol.md.
 
 mod conn;
+pub mod ndjson;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -145,9 +146,15 @@ impl EnvdClient {
         self.conn.json(Method::GET, "/health", None::<&()>).await
     }
 
-    /// Runs a command to completion and collects its output.
+    /// Runs a command to completion and collects its output: at most
+    /// [`wrenn_protocol::EXEC_OUTPUT_LIMIT`] bytes per stream, with `stdout_truncated` /
+    /// `stderr_truncated` set when the guest dropped the rest ([`EnvdClient::exec_stream`]
+    /// gets everything). An answer larger than two full streams is refused, so one call holds
+    /// a bounded amount of memory on the host.
     pub async fn exec(&self, req: ExecRequest) -> Result<ExecOutput, EnvdError> {
-        self.conn.json(Method::POST, "/exec", Some(&req)).await
+        self.conn
+            .json_limited(Method::POST, "/exec", Some(&req), conn::exec_answer_max())
+            .await
     }
 
     async fn process_stream(
@@ -291,12 +298,12 @@ impl EnvdClient {
             body.map(|r| r.map(hyper::body::Frame::data)),
         ));
         let resp = self.conn.send(Method::PUT, &q, body).await?;
-        let bytes = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| EnvdError::Channel(format!("write {path}: {e}")))?
-            .to_bytes();
+        let bytes = conn::collect_limited(
+            resp.into_body(),
+            conn::JSON_ANSWER_MAX,
+            &format!("write {path}"),
+        )
+        .await?;
         serde_json::from_slice(&bytes)
             .map_err(|e| EnvdError::Protocol(format!("write {path}: {e}")))
     }
