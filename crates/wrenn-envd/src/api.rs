@@ -215,13 +215,14 @@ struct WriteQuery {
     create_parents: Option<bool>,
 }
 
+/// `GET /files`: the file's bytes up to the end of file the read finds, without a
+/// Content-Length (the size on disk is wrong for `/proc`, `/sys`, devices, FIFOs and files
+/// that change while read; a wrong length cut the body short). A read error after the first
+/// byte resets the stream, so a client sees an error, never a silently short body.
 async fn read_file(Query(q): Query<PathQuery>) -> ApiResult<Response> {
-    let (file, len) = files::open_read(&q.path).await?;
+    let (file, _size_hint) = files::open_read(&q.path).await?;
     let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024);
-    let mut resp = Body::from_stream(stream).into_response();
-    resp.headers_mut()
-        .insert(http::header::CONTENT_LENGTH, HeaderValue::from(len));
-    Ok(resp)
+    Ok(Body::from_stream(stream).into_response())
 }
 
 async fn write_file(Query(q): Query<WriteQuery>, body: Body) -> ApiResult<Response> {

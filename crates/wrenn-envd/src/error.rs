@@ -45,6 +45,20 @@ impl ApiError {
     /// An I/O error while doing `what` (e.g. "open /etc/x"), kind from the OS error.
     pub fn io(what: impl std::fmt::Display, e: std::io::Error) -> Self {
         use std::io::ErrorKind as K;
+        if e.raw_os_error() == Some(libc::ELOOP) {
+            // A symlink loop (or a path through too many links) is a bad path, not a failure
+            // of envd.
+            return Self::new(
+                ErrorKind::InvalidArgument,
+                format!("{what}: too many levels of symbolic links"),
+            );
+        }
+        if e.raw_os_error() == Some(libc::EROFS) {
+            return Self::new(
+                ErrorKind::PermissionDenied,
+                format!("{what}: read-only file system"),
+            );
+        }
         let kind = match e.kind() {
             K::NotFound => ErrorKind::NotFound,
             K::PermissionDenied => ErrorKind::PermissionDenied,

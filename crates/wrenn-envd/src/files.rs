@@ -25,6 +25,41 @@ pub fn absolute(path: &str) -> ApiResult<PathBuf> {
     Ok(PathBuf::from(path))
 }
 
+/// Lexical normal form of an absolute path: `//` and `.` collapse, `..` removes the component
+/// before it (`/..` is `/`), a trailing slash goes. Nothing on disk is looked at and no
+/// symlink is followed (`/a/link/..` is `/a` whatever `link` points to), like `realpath -s`.
+pub fn normalize(path: &str) -> ApiResult<PathBuf> {
+    use std::path::Component;
+    let p = absolute(path)?;
+    let mut parts: Vec<&std::ffi::OsStr> = Vec::new();
+    for c in p.components() {
+        match c {
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+            Component::ParentDir => {
+                parts.pop();
+            }
+            Component::Normal(n) => parts.push(n),
+        }
+    }
+    let mut out = PathBuf::from("/");
+    out.extend(parts);
+    Ok(out)
+}
+
+/// The path `remove` deletes: `path` normalised lexically ([`normalize`]). The root is
+/// refused in every spelling (`/`, `//`, `/.`, `/..`, `/a/..`, …): the check is made on the
+/// normal form and the normal form is what gets removed, so a `..` after a symlink cannot
+/// lead the removal somewhere the check did not look.
+pub fn removal_target(path: &str) -> ApiResult<PathBuf> {
+    let p = normalize(path)?;
+    if p == Path::new("/") {
+        return Err(ApiError::invalid(format!(
+            "remove {path:?}: that is the root directory; refusing to remove it"
+        )));
+    }
+    Ok(p)
+}
+
 /// Stat of one path (symlinks not followed).
 pub fn stat(path: &str) -> ApiResult<EntryInfo> {
     let p = absolute(path)?;
@@ -140,12 +175,9 @@ pub fn mkdir(path: &str) -> ApiResult<EntryInfo> {
     stat(path)
 }
 
-/// Removes a file, symlink or directory tree.
+/// Removes a file, symlink or directory tree at [`removal_target`]`(path)`; never the root.
 pub fn remove(path: &str) -> ApiResult<()> {
-    let p = absolute(path)?;
-    if p == Path::new("/") {
-        return Err(ApiError::invalid("remove /: refusing to remove the root"));
-    }
+    let p = removal_target(path)?;
     let meta =
         std::fs::symlink_metadata(&p).map_err(|e| ApiError::io(format!("remove {path}"), e))?;
     let r = if meta.is_dir() {
@@ -157,6 +189,10 @@ pub fn remove(path: &str) -> ApiResult<()> {
 }
 
 /// Opens `path` for a streamed read; errors (missing, directory) come before any byte.
+/// Returns the file and its size on disk, which is only a hint: `/proc` and `/sys` files
+/// report 0 or 4096, devices and FIFOs 0, and a file can grow or shrink while it is read.
+/// The body is therefore sent without a Content-Length, up to the end of file that the read
+/// finds (docs/envd-protocol.md).
 pub async fn open_read(path: &str) -> ApiResult<(tokio::fs::File, u64)> {
     let p = absolute(path)?;
     let file = tokio::fs::File::open(&p)
@@ -184,6 +220,23 @@ impl Drop for TempGuard {
             let _ = std::fs::remove_file(p);
         }
     }
+}
+
+/// The error of creating the temp file of a write in `dir`. "No such file" while `dir` exists
+/// means the file system does not let files be created there (`/proc`, `/sys`): that is a
+/// refusal, not a missing path.
+fn temp_error(path: &str, dir: &Path, e: std::io::Error) -> ApiError {
+    if e.kind() == std::io::ErrorKind::NotFound && dir.is_dir() {
+        return ApiError::new(
+            ErrorKind::PermissionDenied,
+            format!(
+                "write {path}: {} does not allow creating files (a virtual file system such \
+                 as /proc or /sys?); writes go through a new file renamed into place",
+                dir.display()
+            ),
+        );
+    }
+    ApiError::io(format!("write {path}"), e)
 }
 
 /// Writes `body` to `path` (temp file + fsync + rename), applying `opts`.
@@ -219,7 +272,7 @@ where
         .create_new(true)
         .open(&tmp)
         .await
-        .map_err(|e| ApiError::io(format!("write {path}"), e))?;
+        .map_err(|e| temp_error(path, dir, e))?;
     while let Some(chunk) = body.next().await {
         let chunk =
             chunk.map_err(|e| ApiError::invalid(format!("write {path}: request body: {e}")))?;
@@ -264,4 +317,59 @@ where
         let _ = d.sync_all();
     }
     stat(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalize_is_lexical() {
+        for (given, want) in [
+            ("/", "/"),
+            ("//", "/"),
+            ("///", "/"),
+            ("/.", "/"),
+            ("/./", "/"),
+            ("/..", "/"),
+            ("/../..", "/"),
+            ("/a/..", "/"),
+            ("/a/b/../..", "/"),
+            ("/a/./b/../../", "/"),
+            ("/tmp/../..", "/"),
+            ("/a/b/..", "/a"),
+            ("/a//b/./c/", "/a/b/c"),
+            ("/../etc", "/etc"),
+            ("/a/../b", "/b"),
+            ("/a/...", "/a/..."),
+        ] {
+            assert_eq!(normalize(given).unwrap(), Path::new(want), "{given:?}");
+        }
+        assert_eq!(
+            normalize("a/..").unwrap_err().kind,
+            ErrorKind::InvalidArgument
+        );
+    }
+
+    #[test]
+    fn the_root_cannot_be_removed_in_any_spelling() {
+        for root in [
+            "/",
+            "//",
+            "/.",
+            "/./",
+            "/..",
+            "/../",
+            "/a/..",
+            "/a/b/../../",
+            "/tmp/../..",
+            "/./.",
+            "/.//..//",
+        ] {
+            let e = removal_target(root).unwrap_err();
+            assert_eq!(e.kind, ErrorKind::InvalidArgument, "{root:?}");
+            assert!(e.message.contains("root"), "{root:?}: {}", e.message);
+        }
+        assert_eq!(removal_target("/a/b/..").unwrap(), Path::new("/a"));
+    }
 }

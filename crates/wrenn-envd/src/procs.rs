@@ -25,7 +25,7 @@ pub const PTY_RING: usize = 64 * 1024;
 /// Exited entries kept for a late attach.
 const KEEP_EXITED: usize = 64;
 /// Largest event an attach stream emits.
-const EVENT_MAX: usize = 64 * 1024;
+const EVENT_MAX: usize = wrenn_protocol::EVENT_DATA_MAX;
 /// How long to keep reading output after the process exited.
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
 
@@ -223,16 +223,15 @@ impl Registry {
         let mut map = self.lock();
         let tag = match tag.filter(|t| !t.is_empty()) {
             Some(t) => {
+                if let Err(e) = wrenn_protocol::check_tag(&t) {
+                    let shown: String = t.chars().take(wrenn_protocol::TAG_MAX_LEN).collect();
+                    return Err(ApiError::invalid(format!("tag {shown:?}: {e}")));
+                }
                 if map.get(&t).is_some_and(|p| p.running()) {
                     return Err(ApiError::new(
                         wrenn_protocol::ErrorKind::AlreadyExists,
                         format!("tag {t}: a process with this tag is running"),
                     ));
-                }
-                if t.bytes().all(|b| b.is_ascii_digit()) {
-                    return Err(ApiError::invalid(format!(
-                        "tag {t}: a tag cannot be all digits (that names a pid)"
-                    )));
                 }
                 t
             }

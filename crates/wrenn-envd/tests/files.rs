@@ -247,3 +247,106 @@ async fn echo_and_link_resync_after_garbage() {
     // The regular client still works.
     assert_eq!(run(&c, "echo fine").await.stdout, b"fine\n");
 }
+
+async fn read_all(c: &wrenn_envd_client::EnvdClient, path: &str) -> Vec<u8> {
+    let mut s = c.read_file(path).await.expect("read starts");
+    let mut out = Vec::new();
+    while let Some(b) = s.next().await {
+        out.extend_from_slice(&b.expect("read body"));
+    }
+    out
+}
+
+#[tokio::test]
+async fn proc_files_and_fifos_are_read_whole() {
+    let envd = Envd::start();
+    let c = envd.client().await;
+    // /proc files say size 0 on disk: a Content-Length from it cut the body to nothing.
+    let want = std::fs::read("/proc/version").unwrap();
+    assert!(!want.is_empty());
+    assert_eq!(read_all(&c, "/proc/version").await, want);
+    let cpuinfo = String::from_utf8(read_all(&c, "/proc/cpuinfo").await).unwrap();
+    let local = std::fs::read_to_string("/proc/cpuinfo").unwrap();
+    assert!(cpuinfo.contains("processor"), "{cpuinfo:?}");
+    assert_eq!(cpuinfo.lines().count(), local.lines().count());
+
+    // A FIFO: no size at all, bytes arrive over time until the writer closes.
+    let fifo = envd.dir.path().join("pipe");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let chunk: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    let writer = {
+        let (fifo, chunk) = (fifo.clone(), chunk.clone());
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut w = std::fs::OpenOptions::new().write(true).open(fifo).unwrap();
+            for _ in 0..3 {
+                w.write_all(&chunk).unwrap();
+                w.flush().unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        })
+    };
+    let got = read_all(&c, fifo.to_str().unwrap()).await;
+    writer.join().unwrap();
+    assert_eq!(got.len(), 3 * chunk.len());
+    assert_eq!(got, chunk.repeat(3));
+}
+
+#[tokio::test]
+async fn remove_refuses_the_root_spelled_with_dot_dot() {
+    let envd = Envd::start();
+    let c = envd.client().await;
+    // Spellings of "/" that are safe to try even against an envd without the fix: the
+    // directory does not exist, so the kernel cannot resolve them (an old envd answered
+    // "not found"; it would have removed the root for "/tmp/..").
+    let missing = format!("/wrenn-test-missing-{}", std::process::id());
+    assert!(!std::path::Path::new(&missing).exists());
+    for root in [
+        format!("{missing}/.."),
+        format!("{missing}/../"),
+        format!("{missing}//x/../..//"),
+        format!("{missing}/./../{missing}/.."),
+    ] {
+        let e = c.remove(&root).await.unwrap_err();
+        assert_eq!(kind(e), ErrorKind::InvalidArgument, "{root}");
+    }
+    assert!(std::path::Path::new("/etc").is_dir());
+
+    // `..` is resolved lexically: the path removed is the one named.
+    let root = envd.dir.path().to_str().unwrap().to_owned();
+    for d in ["keep", "gone/sub"] {
+        c.mkdir(&format!("{root}/{d}")).await.unwrap();
+    }
+    c.remove(&format!("{root}/keep/../gone/")).await.unwrap();
+    assert!(envd.dir.path().join("keep").is_dir());
+    assert!(!envd.dir.path().join("gone").exists());
+}
+
+#[tokio::test]
+async fn symlink_loops_and_virtual_files_get_clear_errors() {
+    let envd = Envd::start();
+    let c = envd.client().await;
+    let dir = envd.dir.path();
+    std::os::unix::fs::symlink(dir.join("b"), dir.join("a")).unwrap();
+    std::os::unix::fs::symlink(dir.join("a"), dir.join("b")).unwrap();
+    let a = dir.join("a");
+    let a = a.to_str().unwrap();
+    let e = c.read_file(a).await.err().expect("a loop cannot be read");
+    assert_eq!(kind(e), ErrorKind::InvalidArgument);
+    let e = c.list(&format!("{a}/x"), 1).await.unwrap_err();
+    assert_eq!(kind(e), ErrorKind::InvalidArgument);
+
+    // /proc cannot hold the temp file a write goes through: a refusal, not "not found".
+    let body = futures::stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(b"x"))]).boxed();
+    let e = c
+        .write_file("/proc/version", WriteOptions::default(), body)
+        .await
+        .unwrap_err();
+    match e {
+        wrenn_envd_client::EnvdError::Guest(b) => {
+            assert_eq!(b.kind, ErrorKind::PermissionDenied, "{}", b.message);
+            assert!(b.message.contains("/proc"), "{}", b.message);
+        }
+        other => panic!("{other:?}"),
+    }
+}

@@ -274,3 +274,42 @@ async fn pty_type_drop_reconnect_resize_kill() {
         ErrorKind::NotFound
     );
 }
+
+#[tokio::test]
+async fn tags_are_restricted_to_a_safe_charset_and_length() {
+    let envd = Envd::start();
+    let c = envd.client().await;
+    let bg = |tag: &str| ExecRequest {
+        cmd: "/bin/sleep".into(),
+        args: vec!["30".into()],
+        tag: Some(tag.into()),
+        ..Default::default()
+    };
+    let long = "x".repeat(10_000);
+    for bad in [
+        "a/b",
+        "nul\0tag",
+        "..",
+        "-rf",
+        "with space",
+        "ünï",
+        "123",
+        &long,
+    ] {
+        let e = c.start_background(bg(bad)).await.unwrap_err();
+        assert_eq!(kind(e), ErrorKind::InvalidArgument, "{bad:?}");
+        let e = c
+            .pty_start(PtyStart {
+                tag: Some(bad.into()),
+                ..Default::default()
+            })
+            .await
+            .err()
+            .expect("refused");
+        assert_eq!(kind(e), ErrorKind::InvalidArgument, "pty {bad:?}");
+    }
+    assert!(c.list_processes().await.unwrap().is_empty());
+    let ok = c.start_background(bg("job.v2_a-1")).await.unwrap();
+    assert_eq!(ok.tag, "job.v2_a-1");
+    c.signal(ProcessSelector::Tag(ok.tag), 9).await.unwrap();
+}
