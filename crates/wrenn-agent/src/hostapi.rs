@@ -16,7 +16,9 @@ impl HostApi for CapsuleManager {
     async fn create(&self, req: CreateCapsule) -> Result<CapsuleInfo, HostError> {
         let inner = Arc::clone(&self.inner);
         let op = inner.create(req.id, req.template, req.vcpus, req.memory_mb, req.network);
-        Ok(self.spawn_op(op).await?)
+        let info = self.spawn_op(op).await?;
+        Arc::clone(&self.inner).watch_vmm(&info.id).await;
+        Ok(info)
     }
 
     async fn get(&self, id: &str) -> Result<CapsuleInfo, HostError> {
@@ -44,7 +46,9 @@ impl HostApi for CapsuleManager {
 
     async fn resume(&self, id: &str) -> Result<CapsuleInfo, HostError> {
         let op = Arc::clone(&self.inner).pause_or_resume(id.to_owned(), false);
-        Ok(self.spawn_op(op).await?)
+        let info = self.spawn_op(op).await?;
+        Arc::clone(&self.inner).watch_vmm(id).await;
+        Ok(info)
     }
 
     async fn set_network(
@@ -105,6 +109,7 @@ impl HostApi for CapsuleManager {
         }
         let inner = Arc::clone(&self.inner);
         let (id, name) = (id.to_owned(), name.to_owned());
+        let id_for_watch = id.clone();
         let op = async move {
             let slot = inner.slot(&id)?;
             let mut vm = slot.run.lock().await;
@@ -127,7 +132,10 @@ impl HostApi for CapsuleManager {
             resumed?;
             Ok(template)
         };
-        Ok(self.spawn_op(op).await?)
+        let result = self.spawn_op(op).await;
+        // The capsule runs on in a new VMM (also when publishing failed).
+        Arc::clone(&self.inner).watch_vmm(&id_for_watch).await;
+        Ok(result?)
     }
 
     async fn delete_template(&self, name: &str) -> Result<(), HostError> {
@@ -140,5 +148,9 @@ impl HostApi for CapsuleManager {
 
     async fn capacity(&self) -> Result<Capacity, HostError> {
         Ok(self.inner.capacity())
+    }
+
+    fn events(&self) -> Option<tokio::sync::broadcast::Receiver<wrenn_host::HostEvent>> {
+        Some(self.inner.events.subscribe())
     }
 }

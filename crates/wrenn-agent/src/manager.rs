@@ -109,6 +109,8 @@ pub(crate) struct Inner {
     pub accel: Accel,
     pub restore_env: RestoreEnv,
     pub net: Networking,
+    /// Changes the agent makes on its own (a VMM that ended), for [`HostApi::events`].
+    pub events: tokio::sync::broadcast::Sender<wrenn_host::HostEvent>,
     pub slots: Mutex<HashMap<String, Arc<Slot>>>,
     template_locks: tokio::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -150,6 +152,7 @@ impl CapsuleManager {
         tracing::info!(accel = accel_name(accel), vmm = %restore_env.vmm_version, network = net.host().is_some(), "host agent ready");
         let inner = Arc::new(Inner {
             net,
+            events: tokio::sync::broadcast::channel(256).0,
             cfg,
             layout,
             images,
@@ -738,6 +741,50 @@ impl Inner {
         Ok((vm, envd))
     }
 
+    /// Watches the VMM of a running capsule: when it ends while the capsule counts as running
+    /// (killed, a crash, a guest that powered off), the capsule becomes `Error` at once, its
+    /// capacity and network are released and an event tells the control plane.
+    pub(crate) async fn watch_vmm(self: Arc<Self>, id: &str) {
+        let Ok(slot) = self.slot(id) else {
+            return;
+        };
+        let (watch, pid) = {
+            let vm = slot.run.lock().await;
+            match vm.as_ref() {
+                Some(vm) => (vm.exit_watch(), vm.pid()),
+                None => return,
+            }
+        };
+        tokio::spawn(async move {
+            watch.ended().await;
+            self.vmm_ended(&slot, pid).await;
+        });
+    }
+
+    /// The VMM `pid` of `slot` has ended. Unless a lifecycle operation ended it (it then holds
+    /// another VMM, or none), the capsule is lost.
+    async fn vmm_ended(&self, slot: &Slot, pid: u32) {
+        let mut vm = slot.run.lock().await;
+        if vm.as_ref().map(Vm::pid) != Some(pid) || slot.status() != HostStatus::Running {
+            return;
+        }
+        vm.take();
+        lock(&slot.envd).take();
+        let id = slot.id();
+        self.detach_network(&id).await;
+        cleanup_runtime_files(&slot.dir);
+        let why = "the VMM process ended (the guest powered off, or the VMM was killed)";
+        tracing::warn!(capsule = %id, pid, "{why}");
+        if let Err(e) = slot.set_status(HostStatus::Error, Some(why.into())) {
+            tracing::error!(capsule = %id, error = %e, "storing the error status");
+        }
+        let _ = self.events.send(wrenn_host::HostEvent {
+            capsule: id,
+            status: HostStatus::Error,
+            error: Some(why.into()),
+        });
+    }
+
     /// The guest channel of a running capsule, connecting if there is none yet.
     pub(crate) async fn guest_of(&self, slot: &Slot) -> Result<EnvdClient> {
         let existing = lock(&slot.envd).clone();
@@ -764,7 +811,11 @@ impl CapsuleManager {
             match self.inner.recover_one(&dir).await {
                 Ok(Some(slot)) => {
                     tracing::info!(capsule = %id, status = ?slot.status(), "re-adopted");
-                    lock(&self.inner.slots).insert(id, slot);
+                    let running = slot.status() == HostStatus::Running;
+                    lock(&self.inner.slots).insert(id.clone(), slot);
+                    if running {
+                        Arc::clone(&self.inner).watch_vmm(&id).await;
+                    }
                 }
                 Ok(None) => {}
                 Err(e) => tracing::error!(capsule = %id, error = %e, "recovery failed"),

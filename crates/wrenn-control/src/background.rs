@@ -196,6 +196,7 @@ pub async fn sample_pass(state: &AppState, interval: Duration) {
 /// Runs the TTL checker and the sampler until the returned handles are aborted.
 pub fn spawn(state: AppState) -> Vec<tokio::task::JoinHandle<()>> {
     let ttl_state = state.clone();
+    let host_state = state.clone();
     let ttl = tokio::spawn(async move {
         let mut tick = tokio::time::interval(ttl_state.config.ttl_check_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -222,5 +223,22 @@ pub fn spawn(state: AppState) -> Vec<tokio::task::JoinHandle<()>> {
             }
         }
     });
-    vec![ttl, sampler]
+    let mut tasks = vec![ttl, sampler];
+    if let Some(mut changes) = host_state.host.events() {
+        // A change the host made on its own (a VMM that died) reaches the store and the
+        // event stream at once instead of at the next health pass.
+        tasks.push(tokio::spawn(async move {
+            loop {
+                match changes.recv().await {
+                    Ok(ev) => tracing::info!(capsule = %ev.capsule, status = ?ev.status, "host reports a change"),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::debug!(missed = n, "host changes lagged")
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                }
+                health_pass(&host_state).await;
+            }
+        }));
+    }
+    tasks
 }

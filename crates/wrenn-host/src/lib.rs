@@ -56,6 +56,18 @@ pub struct CapsuleInfo {
     pub network: NetworkInfo,
 }
 
+/// A change the host made on its own, not asked for by a call: a VMM that ended (killed, or
+/// the guest powered off) turns its capsule to `Error`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostEvent {
+    /// The capsule.
+    pub capsule: String,
+    /// Its status now.
+    pub status: HostStatus,
+    /// Why, for `Error`.
+    pub error: Option<String>,
+}
+
 /// Create a capsule.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CreateCapsule {
@@ -172,4 +184,9 @@ pub trait HostApi: Send + Sync + 'static {
     async fn templates(&self) -> Result<Vec<TemplateInfo>, HostError>;
     /// Host resources, for admission.
     async fn capacity(&self) -> Result<Capacity, HostError>;
+    /// Changes the host makes on its own ([`HostEvent`]), as they happen; `None` for a host
+    /// that reports none (the control plane's periodic health pass still finds them).
+    fn events(&self) -> Option<tokio::sync::broadcast::Receiver<HostEvent>> {
+        None
+    }
 }

@@ -274,6 +274,14 @@ impl Vm {
         })
     }
 
+    /// A future that resolves when this VMM's process ends, for whatever reason.
+    pub fn exit_watch(&self) -> crate::ExitWatch {
+        let (files, process) = (self.files.clone(), self.process);
+        crate::ExitWatch::new(process, move || {
+            process::find(&files).is_ok_and(|p| p == process)
+        })
+    }
+
     /// Process id of QEMU.
     pub fn pid(&self) -> u32 {
         self.process.pid

@@ -68,7 +68,8 @@ pub fn network(row: &CapsuleRow, live: Option<&NetworkInfo>) -> Value {
     v
 }
 
-/// The capsule object with the extension fields `network` (see [`network`]) and `ports`.
+/// The capsule object with the extension fields `network` (see [`network`]), `ports` and
+/// `error` (why it is `error` or `missing`; null otherwise).
 /// Clients of the contract ignore fields they do not know.
 pub fn capsule_with_network(row: &CapsuleRow, live: Option<&NetworkInfo>) -> Value {
     let metadata: Value = serde_json::from_str(&row.metadata).unwrap_or_else(|_| json!({}));
@@ -86,6 +87,7 @@ pub fn capsule_with_network(row: &CapsuleRow, live: Option<&NetworkInfo>) -> Val
         "metadata": metadata,
         "network": network(row, live),
         "ports": row.ports,
+        "error": row.error,
     })
 }
 
