@@ -3,6 +3,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 /// Writes `bytes` to `path` atomically: a temp file in the same directory, fsync, rename,
@@ -46,13 +47,43 @@ pub fn sync_file(path: &Path) -> io::Result<()> {
     OpenOptions::new().read(true).open(path)?.sync_all()
 }
 
+/// Mode of the files that hold a guest's memory, disk or device state: the owner only.
+pub const PRIVATE_FILE: u32 = 0o600;
+/// Mode of the directories that hold capsules and templates: the owner only.
+pub const PRIVATE_DIR: u32 = 0o700;
+
+/// Creates (or truncates) `path` readable and writable by the owner only, also when it
+/// existed with a wider mode.
+pub fn create_private(path: &Path) -> io::Result<File> {
+    let f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(PRIVATE_FILE)
+        .open(path)?;
+    f.set_permissions(fs::Permissions::from_mode(PRIVATE_FILE))?;
+    Ok(f)
+}
+
+/// Creates `path` (and its parents) and makes it accessible to the owner only. Guest memory
+/// and disks live below such directories: no other user of the host may read them.
+pub fn private_dir(path: &Path) -> io::Result<()> {
+    fs::create_dir_all(path)?;
+    fs::set_permissions(path, fs::Permissions::from_mode(PRIVATE_DIR))
+}
+
+/// Narrows an existing file to the owner only.
+pub fn make_private(path: &Path) -> io::Result<()> {
+    fs::set_permissions(path, fs::Permissions::from_mode(PRIVATE_FILE))
+}
+
 /// Copies `src` to `dst` keeping holes: only the data extents are copied (SEEK_DATA /
 /// SEEK_HOLE + copy_file_range), so a sparse 1 GiB memory file with 100 MiB in use costs
 /// 100 MiB of I/O. The copy is fsynced. Returns the bytes copied.
 pub fn copy_sparse(src: &Path, dst: &Path) -> io::Result<u64> {
     let input = File::open(src)?;
     let len = input.metadata()?.len();
-    let output = File::create(dst)?;
+    let output = create_private(dst)?;
     output.set_len(len)?;
     let (fd_in, fd_out) = (input.as_raw_fd(), output.as_raw_fd());
     let mut copied = 0u64;

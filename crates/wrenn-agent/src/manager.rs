@@ -128,7 +128,7 @@ impl CapsuleManager {
     pub async fn open(cfg: AgentConfig) -> Result<Self> {
         let layout = Layout::new(&cfg.data_dir);
         for d in [layout.capsules(), layout.templates()] {
-            std::fs::create_dir_all(&d).map_err(AgentError::io("creating", &d))?;
+            fsutil::private_dir(&d).map_err(AgentError::io("creating", &d))?;
         }
         let images = ImageStore::new(&cfg.data_dir);
         let kernel = {
@@ -392,7 +392,7 @@ impl Inner {
     ) -> Result<(Vm, EnvdClient)> {
         let snap = self.template_snapshot(template, vcpus, memory_mb).await?;
         let dir = slot.dir.clone();
-        std::fs::create_dir_all(&dir).map_err(AgentError::io("creating", &dir))?;
+        fsutil::private_dir(&dir).map_err(AgentError::io("creating", &dir))?;
         slot.update(|m| {
             m.kernel = snap.manifest.kernel.clone();
             m.initrd = snap.manifest.initrd.clone();
@@ -651,6 +651,11 @@ impl Inner {
                 return Ok(None);
             }
         };
+        // Capsules made by older versions may be readable by every user of the host.
+        let _ = fsutil::private_dir(dir);
+        for f in [files::MEMORY, files::DISK] {
+            let _ = fsutil::make_private(&dir.join(f));
+        }
         let status = manifest.status;
         let slot = Arc::new(Slot {
             dir: dir.to_owned(),

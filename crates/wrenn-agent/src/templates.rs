@@ -127,11 +127,12 @@ impl Inner {
         let dir = self.layout.base_template(key);
         let parent = dir.parent().unwrap_or(Path::new("/"));
         let build = parent.join(build_dir_name());
-        std::fs::create_dir_all(&build).map_err(AgentError::io("creating", &build))?;
+        fsutil::private_dir(&build).map_err(AgentError::io("creating", &build))?;
         tracing::info!(template = %key, "building base template (one cold boot)");
         let disk = build.join(files::DISK);
         let rootfs = std::fs::canonicalize(rootfs).map_err(AgentError::io("resolving", rootfs))?;
         tools::create_overlay(&rootfs, &disk).await?;
+        fsutil::make_private(&disk).map_err(AgentError::io("restricting", &disk))?;
         // The device exists from the first boot, without a backend: each capsule restored
         // from this snapshot plugs its own tap in.
         let spec = self.vm_spec(
@@ -261,10 +262,10 @@ impl Inner {
             return Err(AgentError::TemplateExists(name.to_owned()));
         }
         let root = self.layout.templates();
-        std::fs::create_dir_all(&root).map_err(AgentError::io("creating", &root))?;
+        fsutil::private_dir(&root).map_err(AgentError::io("creating", &root))?;
         let suffix: u64 = rand::random();
         let build = root.join(build_dir_name());
-        std::fs::create_dir_all(&build).map_err(AgentError::io("creating", &build))?;
+        fsutil::private_dir(&build).map_err(AgentError::io("creating", &build))?;
         let result = (|| {
             let snap = capsule_dir.join(files::SNAPSHOT);
             for (from, to) in [

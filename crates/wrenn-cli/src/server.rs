@@ -68,20 +68,34 @@ impl NetOpts {
 pub async fn open_store(data: &DataOpts) -> anyhow::Result<wrenn_control::Store> {
     std::fs::create_dir_all(&data.data_dir)
         .with_context(|| format!("creating data dir {}", data.data_dir.display()))?;
+    let sqlite = data.data_dir.join("wrenn.db");
     let url = match &data.database_url {
         Some(u) => u.clone(),
-        None => format!(
-            "sqlite://{}?mode=rwc",
-            data.data_dir.join("wrenn.db").display()
-        ),
+        None => format!("sqlite://{}?mode=rwc", sqlite.display()),
     };
-    wrenn_control::Store::open(&url)
+    let store = wrenn_control::Store::open(&url)
         .await
-        .context("opening the store")
+        .context("opening the store")?;
+    if data.database_url.is_none() {
+        // Keys' hashes and every team's capsules: the owner only (older versions left 0644).
+        use std::os::unix::fs::PermissionsExt;
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = sqlite.clone().into_os_string();
+            p.push(suffix);
+            let p = PathBuf::from(p);
+            if p.exists() {
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))
+                    .with_context(|| format!("restricting {}", p.display()))?;
+            }
+        }
+    }
+    Ok(store)
 }
 
 /// Prepares what is missing, then serves until SIGINT/SIGTERM.
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    // Everything the server writes (store, guest memory, disks, keys) is its own alone.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let envd = envd_path::resolve(args.envd)?;
     let data_dir = args.data.data_dir.clone();
     std::fs::create_dir_all(&data_dir)

@@ -34,9 +34,12 @@ pub fn sync_parent(path: &Path) -> Result<(), VmmError> {
 
 /// Creates `path` as a sparse file of `len` bytes if it does not exist yet.
 pub fn ensure_sparse(path: &Path, len: u64) -> Result<(), VmmError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    // Guest RAM: readable by the owner only.
     match std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
+        .mode(0o600)
         .open(path)
     {
         Ok(f) => {
