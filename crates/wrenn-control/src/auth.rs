@@ -34,8 +34,28 @@ impl Actor {
 pub struct Auth {
     /// Team id.
     pub team_id: String,
+    /// Team name.
+    pub team_name: String,
     /// The key, as an event actor.
     pub actor: Actor,
+}
+
+impl Auth {
+    /// True for keys of the admin team ([`crate::ADMIN_TEAM`]).
+    pub fn is_admin(&self) -> bool {
+        self.team_name == crate::ADMIN_TEAM
+    }
+
+    /// `Ok` for keys of the admin team, else 403 `forbidden`.
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        if self.is_admin() {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(
+                "only keys of the admin team may manage teams and keys",
+            ))
+        }
+    }
 }
 
 impl FromRequestParts<AppState> for Auth {
@@ -77,6 +97,7 @@ pub async fn authenticate(state: &AppState, key: &str) -> Result<Auth, ApiError>
     }
     Ok(Auth {
         team_id: found.team_id,
+        team_name: found.team_name,
         actor: Actor {
             kind: "api_key",
             id: found.id,

@@ -37,6 +37,18 @@ pub struct ControlConfig {
     pub create_wait: Duration,
     /// How often a PTY WebSocket is sent `{"type":"ping"}`; default 20 s.
     pub pty_ping_interval: Duration,
+    /// How long a client may take to send a request's headers (for a kept-alive connection:
+    /// how long it may wait before the next request) before it is disconnected; default 30 s.
+    pub header_read_timeout: Duration,
+    /// How long a connection may sit with no request in flight and no traffic before it is
+    /// closed; default 120 s.
+    pub idle_timeout: Duration,
+    /// Connections served at once; past it a new connection gets `503 host_unavailable` and
+    /// is closed. Default 1024. Upgraded connections (WebSockets) are bounded per key instead.
+    pub max_connections: usize,
+    /// WebSockets (exec stream, attach, PTY) one API key may hold open at once; past it the
+    /// upgrade is refused with `429 too_many_requests`. Default 32.
+    pub max_websockets_per_key: usize,
 }
 
 impl Default for ControlConfig {
@@ -66,6 +78,10 @@ impl ControlConfig {
             host_op_timeout: Duration::from_secs(180),
             create_wait: Duration::from_secs(25),
             pty_ping_interval: Duration::from_secs(20),
+            header_read_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(120),
+            max_connections: 1024,
+            max_websockets_per_key: 32,
         }
     }
 

@@ -52,6 +52,14 @@ impl ApiError {
     pub fn too_large(message: impl Into<String>) -> Self {
         Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", message)
     }
+    /// 429 `too_many_requests` (a per-key bound, such as open WebSockets, is reached).
+    pub fn too_many(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", message)
+    }
+    /// 403 `forbidden`.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
     /// 500 `internal_error`.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", message)
@@ -83,6 +91,20 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         tracing::error!(error = %e, "store error");
         ApiError::internal(format!("store: {e}"))
+    }
+}
+
+impl From<crate::keys::KeyError> for ApiError {
+    fn from(e: crate::keys::KeyError) -> Self {
+        use crate::keys::KeyError;
+        match e {
+            KeyError::Store(s) => s.into(),
+            KeyError::WriteKeyFile { .. } => ApiError::internal(e.to_string()),
+            KeyError::Invalid(m) => ApiError::invalid(m),
+            KeyError::NotFound(m) => ApiError::not_found(m),
+            KeyError::Conflict(m) => ApiError::conflict(m),
+            KeyError::Forbidden(m) => ApiError::forbidden(m),
+        }
     }
 }
 

@@ -1,10 +1,11 @@
-//! First-start admin bootstrap and API key management (`wrenn key create|list|rm`).
+//! First-start admin bootstrap, teams and API key management: the rules shared by the CLI
+//! (`wrenn team …`, `wrenn key …`, which open the store directly) and the admin API routes.
 
 use std::io::Write;
 use std::path::Path;
 
 use crate::ids;
-use crate::store::{KeyInfo, Store, StoreError};
+use crate::store::{KeyInfo, Store, StoreError, Team, TeamInUse};
 
 /// Name of the team made on first start.
 pub const ADMIN_TEAM: &str = "admin";
@@ -26,6 +27,115 @@ pub enum KeyError {
     /// A bad argument (empty name…).
     #[error("{0}")]
     Invalid(String),
+    /// The team or key named does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The name is taken, or the team still holds capsules or snapshots.
+    #[error("{0}")]
+    Conflict(String),
+    /// The operation is never allowed (removing the admin team).
+    #[error("{0}")]
+    Forbidden(String),
+}
+
+/// Checks a team name: the template name pattern, `^[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}$`.
+pub fn check_team_name(name: &str) -> Result<(), KeyError> {
+    if ids::is_template_name(name) {
+        Ok(())
+    } else {
+        Err(KeyError::Invalid(format!(
+            "invalid team name {name:?}: must match ^[a-zA-Z0-9][a-zA-Z0-9._-]{{0,63}}$"
+        )))
+    }
+}
+
+/// Checks a key name: 1 to 64 characters, no control characters.
+pub fn check_key_name(name: &str) -> Result<(), KeyError> {
+    let n = name.chars().count();
+    if n == 0 || n > 64 || name.chars().any(char::is_control) {
+        return Err(KeyError::Invalid(
+            "key name must be 1 to 64 characters without control characters".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Creates a team; 409-style [`KeyError::Conflict`] when the name is taken.
+pub async fn create_team(store: &Store, name: &str) -> Result<Team, KeyError> {
+    check_team_name(name)?;
+    store
+        .create_team(name)
+        .await?
+        .ok_or_else(|| KeyError::Conflict(format!("team {name} exists already")))
+}
+
+/// Lists every team.
+pub async fn list_teams(store: &Store) -> Result<Vec<Team>, KeyError> {
+    Ok(store.list_teams().await?)
+}
+
+/// Removes a team and its keys. Refused for the admin team, and while the team has capsules
+/// that are not stopped or snapshots (destroy or delete them first, with the team's key).
+pub async fn remove_team(store: &Store, name: &str) -> Result<(), KeyError> {
+    if name == ADMIN_TEAM {
+        return Err(KeyError::Forbidden(
+            "the admin team cannot be removed".into(),
+        ));
+    }
+    let team = existing_team(store, name).await?;
+    match store.delete_team(&team.id).await? {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(KeyError::NotFound(format!("no team named {name}"))),
+        Err(TeamInUse {
+            capsules,
+            snapshots,
+        }) => Err(KeyError::Conflict(format!(
+            "team {name} still has {capsules} capsule(s) and {snapshots} snapshot(s); \
+             destroy its capsules and delete its snapshots first"
+        ))),
+    }
+}
+
+/// Creates a key in an existing team (unlike [`create_key`], which makes the team).
+pub async fn create_team_key(
+    store: &Store,
+    team: &str,
+    name: &str,
+) -> Result<(KeyInfo, String), KeyError> {
+    check_key_name(name)?;
+    let team = existing_team(store, team).await?;
+    create_key(store, Some(&team.name), name).await
+}
+
+/// Lists the keys of an existing team.
+pub async fn existing_team_keys(store: &Store, team: &str) -> Result<Vec<KeyInfo>, KeyError> {
+    let team = existing_team(store, team).await?;
+    Ok(store.list_keys(Some(&team.id)).await?)
+}
+
+/// Deletes key `id` of team `team`; [`KeyError::NotFound`] when the team has no such key.
+pub async fn remove_team_key(store: &Store, team: &str, id: &str) -> Result<(), KeyError> {
+    let team = existing_team(store, team).await?;
+    if !store
+        .list_keys(Some(&team.id))
+        .await?
+        .iter()
+        .any(|k| k.id == id)
+    {
+        return Err(KeyError::NotFound(format!(
+            "team {} has no API key {id}",
+            team.name
+        )));
+    }
+    store.remove_key(id).await?;
+    Ok(())
+}
+
+async fn existing_team(store: &Store, name: &str) -> Result<Team, KeyError> {
+    store
+        .team_by_name(name)
+        .await?
+        .ok_or_else(|| KeyError::NotFound(format!("no team named {name}")))
 }
 
 /// First start: when no team exists, creates the `admin` team and an API key, prints the key

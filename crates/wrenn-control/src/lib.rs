@@ -2,7 +2,8 @@
 //! a SQL store (SQLite or PostgreSQL) and drives capsules through [`wrenn_host::HostApi`].
 //!
 //! Entry points for the `wrenn` binary: [`Store::open`], [`bootstrap_admin`], the key
-//! functions ([`create_key`], [`list_keys`], [`remove_key`]) and [`serve`].
+//! functions ([`create_key`], [`list_keys`], [`remove_key`]), the team functions
+//! ([`create_team`], [`list_teams`], [`remove_team`]) and [`serve`].
 
 pub mod access;
 pub mod activity;
@@ -11,11 +12,13 @@ pub mod api;
 pub mod auth;
 pub mod background;
 pub mod config;
+pub mod conn;
 pub mod error;
 pub mod events;
 pub mod ids;
 pub mod keys;
 pub mod lifecycle;
+pub mod limits;
 pub mod state;
 pub mod store;
 pub mod telemetry;
@@ -28,10 +31,11 @@ use wrenn_host::HostApi;
 pub use config::{ControlConfig, DEFAULT_MAX_WRITE_BYTES};
 pub use error::{ApiError, ControlError};
 pub use keys::{
-    bootstrap_admin, create_key, list_keys, list_team_keys, remove_key, KeyError, ADMIN_TEAM,
+    bootstrap_admin, create_key, create_team, create_team_key, existing_team_keys, list_keys,
+    list_team_keys, list_teams, remove_key, remove_team, remove_team_key, KeyError, ADMIN_TEAM,
 };
 pub use state::AppState;
-pub use store::{KeyInfo, Store, StoreError};
+pub use store::{KeyInfo, Store, StoreError, Team};
 
 /// Binds `config.listen` and serves until `shutdown` resolves.
 pub async fn serve(
@@ -62,7 +66,7 @@ pub async fn serve_on(
     background::reconcile(&state).await?;
     let tasks = background::spawn(state.clone());
     let stopping = state.stopping.clone();
-    let app = api::router(state);
+    let app = api::router(state.clone());
     tracing::info!(addr = ?listener.local_addr().ok(), "control plane listening");
     let signal = {
         let stopping = stopping.clone();
@@ -72,7 +76,13 @@ pub async fn serve_on(
             let _ = stopping.send(true);
         }
     };
-    let serve = axum::serve(listener, app).with_graceful_shutdown(signal);
+    tokio::spawn(signal);
+    let limits = conn::ConnLimits {
+        header_read_timeout: state.config.header_read_timeout,
+        idle_timeout: state.config.idle_timeout,
+        max_connections: state.config.max_connections,
+    };
+    let serve = conn::run(listener, app, limits, stopping.subscribe());
     // Long-lived streams end on the signal; anything still open after a grace period is cut.
     let mut stopped = stopping.subscribe();
     let grace = async move {
@@ -80,7 +90,7 @@ pub async fn serve_on(
         tokio::time::sleep(std::time::Duration::from_secs(10)).await;
     };
     let result = tokio::select! {
-        r = serve => r.map_err(ControlError::Serve),
+        () = serve => Ok(()),
         _ = grace => {
             tracing::warn!("connections still open after the grace period; closing them");
             Ok(())

@@ -121,8 +121,9 @@ impl AppState {
         );
     }
 
-    /// After a failed host call, stores what the host says the capsule is.
-    async fn settle_after_failure(&self, row: &CapsuleRow, err: &HostError) {
+    /// After a failed host call, stores what the host says the capsule is; returns that
+    /// status.
+    async fn settle_after_failure(&self, row: &CapsuleRow, err: &HostError) -> &'static str {
         let (status, msg) = match self.host.get(&row.id).await {
             Ok(info) => (views::host_status(info.status), info.error),
             Err(HostError::NotFound(_)) => ("missing", Some(err.to_string())),
@@ -132,6 +133,22 @@ impl AppState {
             tracing::error!(capsule = %row.id, error = %e, "could not store status after failure");
         }
         self.state_changed(row, &row.status, status);
+        status
+    }
+
+    /// The answer to a failed pause or resume: when the capsule turned out to be dead (its
+    /// VM gone or broken), 409 `invalid_state` naming its status, as for any capsule that is
+    /// not running; otherwise the host's error.
+    async fn failed_transition(&self, row: &CapsuleRow, err: HostError, op: &str) -> ApiError {
+        let status = self.settle_after_failure(row, &err).await;
+        if matches!(status, "error" | "missing" | "stopped") {
+            ApiError::invalid_state(format!(
+                "cannot {op} capsule {}: it is {status} ({err})",
+                row.id
+            ))
+        } else {
+            ApiError::from(err)
+        }
     }
 
     /// Stores the network state a host answer reports (failures are logged: the state is
@@ -409,10 +426,7 @@ impl AppState {
             match tokio::time::timeout(self.config.host_op_timeout, self.host.pause(&row.id)).await
             {
                 Ok(Ok(_)) => self.set_status(&pausing, "paused", None).await,
-                Ok(Err(e)) => {
-                    self.settle_after_failure(&pausing, &e).await;
-                    Err(ApiError::from(e))
-                }
+                Ok(Err(e)) => Err(self.failed_transition(&pausing, e, "pause").await),
                 Err(_) => {
                     let e = HostError::Internal(format!(
                         "pause did not finish within {:?}",
@@ -460,10 +474,7 @@ impl AppState {
                 self.state_changed(&new, "resuming", "running");
                 Ok(new)
             }
-            Ok(Err(e)) => {
-                self.settle_after_failure(&resuming, &e).await;
-                Err(ApiError::from(e))
-            }
+            Ok(Err(e)) => Err(self.failed_transition(&resuming, e, "resume").await),
             Err(_) => {
                 let e = HostError::Internal(format!(
                     "resume did not finish within {:?}",

@@ -9,6 +9,7 @@ use crate::activity::Activity;
 use crate::admission::Admission;
 use crate::config::ControlConfig;
 use crate::events::Events;
+use crate::limits::WsSlots;
 use crate::store::Store;
 use crate::telemetry::Telemetry;
 
@@ -32,6 +33,8 @@ pub struct Inner {
     pub activity: Activity,
     /// Create admission (capacity, concurrency).
     pub admission: Admission,
+    /// Open WebSockets per API key.
+    pub ws_slots: WsSlots,
     /// Becomes true when the server shuts down; long-lived streams end on it.
     pub stopping: tokio::sync::watch::Sender<bool>,
 }
@@ -40,7 +43,9 @@ impl AppState {
     /// State over a store and a host.
     pub fn new(config: ControlConfig, store: Store, host: Arc<dyn HostApi>) -> Self {
         let admission = Admission::new(config.max_concurrent_creates, config.create_queue_timeout);
+        let ws_slots = WsSlots::new(config.max_websockets_per_key);
         Self(Arc::new(Inner {
+            ws_slots,
             activity: Activity::new(store.clone()),
             config,
             store,

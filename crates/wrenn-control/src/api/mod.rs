@@ -10,6 +10,7 @@ pub mod pty;
 pub mod snapshots;
 pub mod sse;
 pub mod system;
+pub mod teams;
 pub mod usage;
 pub mod utf8;
 pub mod views;
@@ -106,6 +107,16 @@ fn v1_routes() -> Table {
         .add("get", "/snapshots", get(snapshots::list))
         .add("delete", "/snapshots/{name}", delete(snapshots::delete))
         .add("get", "/events/stream", get(sse::stream))
+        .add("post", "/teams", post(teams::create))
+        .add("get", "/teams", get(teams::list))
+        .add("delete", "/teams/{name}", delete(teams::delete))
+        .add("get", "/teams/{name}/keys", get(teams::list_keys))
+        .add("post", "/teams/{name}/keys", post(teams::create_key))
+        .add(
+            "delete",
+            "/teams/{name}/keys/{key_id}",
+            delete(teams::delete_key),
+        )
 }
 
 /// Every route the router serves (the `/v1` ones once, without the `/api` alias).
@@ -149,6 +160,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
+        .layer(middleware::from_fn(json_errors))
         .layer(TraceLayer::new_for_http())
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -170,6 +182,50 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
         .telemetry
         .observe_request(&method, &route, resp.status().as_u16(), started.elapsed());
     resp
+}
+
+/// Longest original error text kept in a rewritten error's message.
+const MAX_REWRITTEN_MESSAGE: usize = 512;
+
+/// Gives every error answer the contract's JSON shape: an answer of status >= 400 whose body
+/// is not JSON (the rejections of axum's and tower's own extractors and layers, such as a body
+/// over the limit) is replaced by `{"error":{"code","message"}}`, its text kept as the message.
+async fn json_errors(req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if status.as_u16() < 400 || is_json {
+        return resp;
+    }
+    let text = match axum::body::to_bytes(resp.into_body(), MAX_REWRITTEN_MESSAGE * 4).await {
+        Ok(b) => String::from_utf8_lossy(&b).trim().to_owned(),
+        Err(_) => String::new(),
+    };
+    let mut message: String = text.chars().take(MAX_REWRITTEN_MESSAGE).collect();
+    if message.is_empty() {
+        message = status.canonical_reason().unwrap_or("error").to_owned();
+    }
+    ApiError::new(status, code_for_status(status), message).into_response()
+}
+
+/// The contract's error code for an HTTP status (used when only the status is known).
+pub fn code_for_status(status: axum::http::StatusCode) -> &'static str {
+    match status.as_u16() {
+        401 => "unauthorized",
+        403 => "forbidden",
+        404 => "not_found",
+        409 => "conflict",
+        413 | 414 | 431 => "too_large",
+        429 => "too_many_requests",
+        502 | 504 => "agent_error",
+        503 => "host_unavailable",
+        400..=499 => "invalid_request",
+        _ => "internal_error",
+    }
 }
 
 async fn not_found(req: Request) -> Response {

@@ -68,11 +68,13 @@ pub async fn pty(
 ) -> Result<Response, ApiError> {
     let id = params.capsule_id()?.to_owned();
     let (_, guest) = state.running_guest(&auth, &id).await?;
+    let slot = state.ws_slots.acquire(&auth.actor.id)?;
     let guard = state.activity.open_stream(&id);
     let ping_every = state.config.pty_ping_interval;
     let stopped = state.stopped();
     Ok(ws.on_upgrade(move |socket| async move {
         let _guard: StreamGuard = guard;
+        let _slot = slot;
         // The session itself survives a server shutdown; only the socket ends.
         tokio::select! {
             _ = run(socket, guest, ping_every) => {}

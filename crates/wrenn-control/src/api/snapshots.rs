@@ -17,8 +17,9 @@ use crate::ids;
 use crate::state::AppState;
 use crate::store::TemplateRow;
 
-/// Body of `POST /v1/snapshots`.
+/// Body of `POST /v1/snapshots`; unknown fields are refused, as on capsule create.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CreateBody {
     sandbox_id: String,
     name: Option<String>,

@@ -68,10 +68,12 @@ pub async fn exec_stream(
 ) -> Result<Response, ApiError> {
     let id = params.capsule_id()?.to_owned();
     let (_, guest) = state.running_guest(&auth, &id).await?;
+    let slot = state.ws_slots.acquire(&auth.actor.id)?;
     let guard = state.activity.open_stream(&id);
     let stopped = state.stopped();
     Ok(ws.on_upgrade(move |socket| async move {
         let _guard: StreamGuard = guard;
+        let _slot = slot;
         tokio::select! {
             _ = exec_session(socket, guest) => {}
             _ = stopped => {}
@@ -128,10 +130,12 @@ pub async fn attach(
     let (_, guest) = state.running_guest(&auth, &id).await?;
     // Attach before upgrading so an unknown process is a 404, not a closed socket.
     let stream = guest.attach(target).await?;
+    let slot = state.ws_slots.acquire(&auth.actor.id)?;
     let guard = state.activity.open_stream(&id);
     let stopped = state.stopped();
     Ok(ws.on_upgrade(move |socket| async move {
         let _guard: StreamGuard = guard;
+        let _slot = slot;
         tokio::select! {
             _ = pump_process(socket, stream, false) => {}
             _ = stopped => {}

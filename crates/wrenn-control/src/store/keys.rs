@@ -15,6 +15,15 @@ pub struct Team {
     pub created_at: i64,
 }
 
+/// What keeps a team from being deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TeamInUse {
+    /// Capsules of the team that are not stopped.
+    pub capsules: i64,
+    /// Snapshots of the team.
+    pub snapshots: i64,
+}
+
 /// An API key as listed (never the key itself).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct KeyInfo {
@@ -65,6 +74,8 @@ pub struct KeyWithTeam {
     pub name: String,
     /// Team id.
     pub team_id: String,
+    /// Team name.
+    pub team_name: String,
     /// Unix ms of the last recorded use.
     pub last_used_at: Option<i64>,
 }
@@ -106,6 +117,88 @@ impl Store {
             .fetch_optional(self.pool())
             .await
             .ctx("read team")
+    }
+
+    /// Creates a team; `None` when a team of this name exists already.
+    pub async fn create_team(&self, name: &str) -> Result<Option<Team>, StoreError> {
+        let team = Team {
+            id: crate::ids::new_id("team-"),
+            name: name.to_owned(),
+            created_at: now_ms(),
+        };
+        let inserted = sqlx::query(
+            "INSERT INTO teams (id, name, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(&team.id)
+        .bind(&team.name)
+        .bind(team.created_at)
+        .execute(self.pool())
+        .await
+        .ctx("insert team")?;
+        Ok((inserted.rows_affected() > 0).then_some(team))
+    }
+
+    /// All teams, oldest first.
+    pub async fn list_teams(&self) -> Result<Vec<Team>, StoreError> {
+        sqlx::query_as::<_, Team>(
+            "SELECT id, name, created_at FROM teams ORDER BY created_at, name",
+        )
+        .fetch_all(self.pool())
+        .await
+        .ctx("list teams")
+    }
+
+    /// Deletes a team with its keys, the rows of its destroyed capsules and its usage
+    /// samples, in one transaction, unless it still holds capsules that are not stopped or
+    /// snapshots: then nothing changes and the counts are returned as the error
+    /// [`TeamInUse`]. False when no team had this id.
+    pub async fn delete_team(&self, team_id: &str) -> Result<Result<bool, TeamInUse>, StoreError> {
+        let mut tx = self.pool().begin().await.ctx("begin transaction")?;
+        // Keys first: no new request of the team authenticates while the rest is checked.
+        sqlx::query("DELETE FROM api_keys WHERE team_id = $1")
+            .bind(team_id)
+            .execute(&mut *tx)
+            .await
+            .ctx("delete team keys")?;
+        let capsules = sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM capsules WHERE team_id = $1 AND status <> 'stopped'",
+        )
+        .bind(team_id)
+        .fetch_one(&mut *tx)
+        .await
+        .ctx("count team capsules")?;
+        let snapshots =
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM templates WHERE team_id = $1")
+                .bind(team_id)
+                .fetch_one(&mut *tx)
+                .await
+                .ctx("count team snapshots")?;
+        if capsules > 0 || snapshots > 0 {
+            tx.rollback().await.ctx("roll back")?;
+            return Ok(Err(TeamInUse {
+                capsules,
+                snapshots,
+            }));
+        }
+        for (sql, what) in [
+            ("DELETE FROM capsule_metrics WHERE capsule_id IN (SELECT id FROM capsules WHERE team_id = $1)", "delete team metrics"),
+            ("DELETE FROM capsules WHERE team_id = $1", "delete team capsules"),
+            ("DELETE FROM team_samples WHERE team_id = $1", "delete team samples"),
+        ] {
+            sqlx::query(sql)
+                .bind(team_id)
+                .execute(&mut *tx)
+                .await
+                .ctx(what)?;
+        }
+        let r = sqlx::query("DELETE FROM teams WHERE id = $1")
+            .bind(team_id)
+            .execute(&mut *tx)
+            .await
+            .ctx("delete team")?;
+        tx.commit().await.ctx("commit")?;
+        Ok(Ok(r.rows_affected() > 0))
     }
 
     /// Number of teams.
@@ -181,7 +274,9 @@ impl Store {
     /// The key with this hash.
     pub async fn key_by_hash(&self, hash: &str) -> Result<Option<KeyWithTeam>, StoreError> {
         sqlx::query_as::<_, KeyWithTeam>(
-            "SELECT id, name, team_id, last_used_at FROM api_keys WHERE key_hash = $1",
+            "SELECT k.id AS id, k.name AS name, k.team_id AS team_id, t.name AS team_name, \
+             k.last_used_at AS last_used_at \
+             FROM api_keys k JOIN teams t ON t.id = k.team_id WHERE k.key_hash = $1",
         )
         .bind(hash)
         .fetch_optional(self.pool())

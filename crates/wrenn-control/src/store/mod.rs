@@ -16,7 +16,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Connection};
 
 pub use capsules::{CapsuleRow, NewCapsule};
-pub use keys::{KeyInfo, KeyWithTeam, Team};
+pub use keys::{KeyInfo, KeyWithTeam, Team, TeamInUse};
 pub use samples::{MetricSample, TeamSample};
 pub use templates::TemplateRow;
 

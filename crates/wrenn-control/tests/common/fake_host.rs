@@ -69,6 +69,15 @@ impl FakeHost {
         self.caps.lock().unwrap().remove(id);
     }
 
+    /// Marks a capsule's VM as dead, as the agent sees a VMM that exited: status `Error`,
+    /// and pause or resume fail with an internal error.
+    pub fn crash(&self, id: &str) {
+        if let Some(h) = self.caps.lock().unwrap().get_mut(id) {
+            h.info.status = HostStatus::Error;
+            h.info.error = Some("VMM exited unexpectedly".into());
+        }
+    }
+
     /// Status the host holds for `id`.
     pub fn status(&self, id: &str) -> Option<HostStatus> {
         self.caps.lock().unwrap().get(id).map(|h| h.info.status)
@@ -189,6 +198,9 @@ impl HostApi for FakeHost {
         let h = caps
             .get_mut(id)
             .ok_or_else(|| HostError::NotFound(id.into()))?;
+        if h.info.status == HostStatus::Error {
+            return Err(HostError::Internal("qmp: connection reset by peer".into()));
+        }
         if h.info.status != HostStatus::Running {
             return Err(HostError::InvalidState("not running".into()));
         }
