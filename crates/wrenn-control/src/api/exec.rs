@@ -99,6 +99,14 @@ pub async fn exec(
         let _open = state.activity.open_stream(id);
         guest.exec(req).await?
     };
+    Ok(Json(exec_answer(json!(id), &body.cmd, out)).into_response())
+}
+
+/// The answer of a foreground exec: the contract's fields plus the extension fields
+/// `stdout_truncated` / `stderr_truncated`, true when that stream went past
+/// [`wrenn_protocol::EXEC_OUTPUT_LIMIT`] and only its first bytes are in the answer (the exec
+/// stream gets everything).
+fn exec_answer(sandbox_id: Value, cmd: &str, out: wrenn_protocol::ExecOutput) -> Value {
     let exit_code = if out.timed_out && out.exit_code == 0 {
         124
     } else {
@@ -116,16 +124,17 @@ pub async fn exec(
                 (b64.encode(bytes(o)), b64.encode(bytes(e)), "base64")
             }
         };
-    Ok(Json(json!({
-        "sandbox_id": id,
-        "cmd": body.cmd,
+    json!({
+        "sandbox_id": sandbox_id,
+        "cmd": cmd,
         "stdout": stdout,
         "stderr": stderr,
         "exit_code": exit_code,
         "duration_ms": out.duration_ms,
         "encoding": encoding,
-    }))
-    .into_response())
+        "stdout_truncated": out.stdout_truncated,
+        "stderr_truncated": out.stderr_truncated,
+    })
 }
 
 /// `GET /v1/capsules/{id}/processes`.
@@ -200,6 +209,33 @@ pub async fn kill_process(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exec_answer_reports_truncation() {
+        let out = wrenn_protocol::ExecOutput {
+            stdout: b"partial".to_vec(),
+            stderr: b"err".to_vec(),
+            exit_code: 0,
+            duration_ms: 5,
+            timed_out: false,
+            stdout_truncated: true,
+            stderr_truncated: false,
+        };
+        let v = exec_answer(json!("cl-x"), "yes", out.clone());
+        assert_eq!(v["stdout"], "partial");
+        assert_eq!(v["stdout_truncated"], true);
+        assert_eq!(v["stderr_truncated"], false);
+        assert_eq!(v["encoding"], "utf-8");
+        let plain = exec_answer(
+            json!("cl-x"),
+            "true",
+            wrenn_protocol::ExecOutput {
+                stdout_truncated: false,
+                ..out
+            },
+        );
+        assert_eq!(plain["stdout_truncated"], false);
+    }
 
     #[test]
     fn signals() {
