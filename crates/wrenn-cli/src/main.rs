@@ -43,6 +43,13 @@ enum Command {
         #[command(subcommand)]
         command: KeyCommand,
     },
+    /// Teams in the local store (each team's capsules, snapshots and keys are its own).
+    Team {
+        #[command(flatten)]
+        data: DataOpts,
+        #[command(subcommand)]
+        command: TeamCommand,
+    },
     /// Capsules on a server.
     Capsule {
         #[command(flatten)]
@@ -86,14 +93,47 @@ enum KeyCommand {
         /// A name to recognise it by.
         #[arg(long, default_value = "cli")]
         name: String,
+        /// The team the key belongs to (must exist: `wrenn team create`); default: admin.
+        #[arg(long)]
+        team: Option<String>,
     },
     /// Lists keys (prefixes only).
-    List,
+    List {
+        /// Only the keys of this team.
+        #[arg(long)]
+        team: Option<String>,
+    },
     /// Removes a key by id.
     Rm {
         /// Key id (`key-…`).
         id: String,
     },
+}
+
+#[derive(Subcommand)]
+enum TeamCommand {
+    /// Creates a team (give it keys with `wrenn key create --team NAME`).
+    Create {
+        /// Team name (`^[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}$`).
+        name: String,
+    },
+    /// Lists teams.
+    List,
+    /// Removes a team and its keys; refused while it has capsules or snapshots.
+    Rm {
+        /// Team name.
+        name: String,
+    },
+}
+
+/// Prints a key-management error as `error: <code>: <message>` and gives the exit code.
+fn key_error(e: wrenn_control::KeyError) -> anyhow::Result<i32> {
+    let api = wrenn_control::ApiError::from(e);
+    if api.status.is_server_error() {
+        return Err(anyhow::anyhow!("{api}"));
+    }
+    eprintln!("error: {api}");
+    Ok(1)
 }
 
 fn init_logs() {
@@ -153,15 +193,31 @@ async fn main() -> anyhow::Result<()> {
         Command::Key { data, command } => {
             let store = server::open_store(&data).await?;
             match command {
-                KeyCommand::Create { name } => {
-                    let (info, key) = wrenn_control::create_key(&store, None, &name).await?;
-                    println!("{key}");
-                    eprintln!("key {} created; it is shown only this once", info.id);
-                    0
+                KeyCommand::Create { name, team } => {
+                    let made = match &team {
+                        Some(t) => wrenn_control::create_team_key(&store, t, &name).await,
+                        None => wrenn_control::create_key(&store, None, &name).await,
+                    };
+                    match made {
+                        Ok((info, key)) => {
+                            println!("{key}");
+                            eprintln!("key {} created; it is shown only this once", info.id);
+                            0
+                        }
+                        Err(e) => key_error(e)?,
+                    }
                 }
-                KeyCommand::List => {
+                KeyCommand::List { team } => {
+                    let listed = match &team {
+                        Some(t) => wrenn_control::existing_team_keys(&store, t).await,
+                        None => wrenn_control::list_keys(&store).await,
+                    };
+                    let keys = match listed {
+                        Ok(k) => k,
+                        Err(e) => exit(key_error(e)?),
+                    };
                     println!("{:<32} {:<12} {:<20} CREATED", "ID", "PREFIX", "NAME");
-                    for k in wrenn_control::list_keys(&store).await? {
+                    for k in keys {
                         println!(
                             "{:<32} {:<12} {:<20} {}",
                             k.id, k.prefix, k.name, k.created_at
@@ -180,8 +236,52 @@ async fn main() -> anyhow::Result<()> {
                 }
             }
         }
+        Command::Team { data, command } => {
+            let store = server::open_store(&data).await?;
+            match command {
+                TeamCommand::Create { name } => {
+                    match wrenn_control::create_team(&store, &name).await {
+                        Ok(t) => {
+                            println!("{}", t.id);
+                            eprintln!(
+                                "team {name} created; give it a key with: wrenn key create --team {name}"
+                            );
+                            0
+                        }
+                        Err(e) => key_error(e)?,
+                    }
+                }
+                TeamCommand::List => {
+                    let teams = match wrenn_control::list_teams(&store).await {
+                        Ok(t) => t,
+                        Err(e) => exit(key_error(e)?),
+                    };
+                    println!("{:<32} {:<24} CREATED", "ID", "NAME");
+                    for t in teams {
+                        println!(
+                            "{:<32} {:<24} {}",
+                            t.id,
+                            t.name,
+                            wrenn_control::api::views::rfc3339(t.created_at)
+                        );
+                    }
+                    0
+                }
+                TeamCommand::Rm { name } => match wrenn_control::remove_team(&store, &name).await {
+                    Ok(()) => {
+                        eprintln!("team {name} removed");
+                        0
+                    }
+                    Err(e) => key_error(e)?,
+                },
+            }
+        }
         Command::Capsule { opts, command } => wrenn_client::run_capsule(&opts, command).await?,
         Command::Snapshot { opts, command } => wrenn_client::run_snapshot(&opts, command).await?,
     };
-    std::process::exit(code);
+    exit(code)
+}
+
+fn exit(code: i32) -> ! {
+    std::process::exit(code)
 }
