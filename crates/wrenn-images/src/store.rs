@@ -27,8 +27,15 @@ impl ImageStore {
     }
 
     /// Kernel + initramfs; built once, cached (a second call only reads a small manifest).
+    /// The paths are canonical: snapshots record them, and a data dir whose `images/` is a
+    /// link to a shared store must record where the files really are.
     pub fn ensure_kernel(&self) -> Result<KernelImages> {
-        kernel::ensure(&self.root.join("kernel"))
+        let mut k = kernel::ensure(&self.root.join("kernel"))?;
+        for p in [&mut k.kernel, &mut k.initrd] {
+            *p = std::fs::canonicalize(&*p)
+                .map_err(|e| crate::error::ImageError::io("resolving", p.clone(), e))?;
+        }
+        Ok(k)
     }
 
     /// Root filesystem of a base template with the given envd binary baked in at
