@@ -760,9 +760,14 @@ impl Inner {
                 None => return,
             }
         };
+        // Weak: a manager that is dropped (an agent handing over to its successor) lets go of
+        // its VMM handles and QMP connections even while their VMMs run on.
+        let (inner, slot) = (Arc::downgrade(&self), Arc::downgrade(&slot));
         tokio::spawn(async move {
             watch.ended().await;
-            self.vmm_ended(&slot, pid).await;
+            if let (Some(inner), Some(slot)) = (inner.upgrade(), slot.upgrade()) {
+                inner.vmm_ended(&slot, pid).await;
+            }
         });
     }
 
