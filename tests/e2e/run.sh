@@ -14,8 +14,8 @@ if [ ! -x "$py" ]; then
   python3 -m venv "$venv" || { echo "run.sh: creating the venv failed" >&2; exit 2; }
 fi
 if ! "$py" -c 'import importlib.metadata as m, sys; sys.exit(m.version("wrenn") != "0.3.0")' 2>/dev/null \
-  || ! "$py" -c 'import pytest' 2>/dev/null; then
-  "$venv/bin/pip" install -q --disable-pip-version-check --ignore-requires-python 'wrenn==0.3.0' pytest \
+  || ! "$py" -c 'import pytest, yaml' 2>/dev/null; then
+  "$venv/bin/pip" install -q --disable-pip-version-check --ignore-requires-python 'wrenn==0.3.0' pytest pyyaml \
     || { echo "run.sh: installing the SDK and pytest failed" >&2; exit 2; }
 fi
 

@@ -72,6 +72,21 @@ impl FromRequestParts<AppState> for Auth {
     }
 }
 
+/// An authenticated caller of the admin team. As an extractor it refuses others (401 without
+/// a valid key, 403 `forbidden` with another team's) before the request body is read, so a
+/// non-admin learns nothing from how its body would have been judged.
+pub struct AdminAuth(pub Auth);
+
+impl FromRequestParts<AppState> for AdminAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let auth = Auth::from_request_parts(parts, state).await?;
+        auth.require_admin()?;
+        Ok(AdminAuth(auth))
+    }
+}
+
 /// Checks an API key against the store: the team it belongs to, or 401 `unauthorized`.
 /// Records the key's use (at most once a minute, off the request path).
 pub async fn authenticate(state: &AppState, key: &str) -> Result<Auth, ApiError> {

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::extract::{ApiJson, Params};
-use crate::auth::Auth;
+use crate::auth::AdminAuth;
 use crate::error::ApiError;
 use crate::keys;
 use crate::state::AppState;
@@ -47,18 +47,16 @@ fn key_view(k: &KeyInfo) -> Value {
 /// `POST /v1/teams`: 201 team; 409 `conflict` when the name is taken.
 pub async fn create(
     State(state): State<AppState>,
-    auth: Auth,
+    AdminAuth(auth): AdminAuth,
     ApiJson(body): ApiJson<CreateTeam>,
 ) -> Result<Response, ApiError> {
-    auth.require_admin()?;
     let team = keys::create_team(&state.store, &body.name).await?;
     tracing::info!(team = %team.name, by = %auth.actor.id, "team created");
     Ok((StatusCode::CREATED, Json(team_view(&team))).into_response())
 }
 
 /// `GET /v1/teams`.
-pub async fn list(State(state): State<AppState>, auth: Auth) -> Result<Json<Value>, ApiError> {
-    auth.require_admin()?;
+pub async fn list(State(state): State<AppState>, _: AdminAuth) -> Result<Json<Value>, ApiError> {
     let teams = keys::list_teams(&state.store).await?;
     Ok(Json(Value::Array(teams.iter().map(team_view).collect())))
 }
@@ -66,10 +64,9 @@ pub async fn list(State(state): State<AppState>, auth: Auth) -> Result<Json<Valu
 /// `DELETE /v1/teams/{name}`: 204; 409 `conflict` while it has capsules or snapshots.
 pub async fn delete(
     State(state): State<AppState>,
-    auth: Auth,
+    AdminAuth(auth): AdminAuth,
     params: Params,
 ) -> Result<StatusCode, ApiError> {
-    auth.require_admin()?;
     let name = params.get("name")?;
     keys::remove_team(&state.store, name).await?;
     tracing::info!(team = %name, by = %auth.actor.id, "team removed");
@@ -79,10 +76,9 @@ pub async fn delete(
 /// `GET /v1/teams/{name}/keys`: the team's keys (prefixes only).
 pub async fn list_keys(
     State(state): State<AppState>,
-    auth: Auth,
+    _: AdminAuth,
     params: Params,
 ) -> Result<Json<Value>, ApiError> {
-    auth.require_admin()?;
     let keys = keys::existing_team_keys(&state.store, params.get("name")?).await?;
     Ok(Json(Value::Array(keys.iter().map(key_view).collect())))
 }
@@ -90,11 +86,10 @@ pub async fn list_keys(
 /// `POST /v1/teams/{name}/keys`: 201 with the plain key in `key`, shown only this once.
 pub async fn create_key(
     State(state): State<AppState>,
-    auth: Auth,
+    _: AdminAuth,
     params: Params,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    auth.require_admin()?;
     let body: CreateKey = super::capsules::optional_json(&body)?;
     let name = body.name.unwrap_or_else(|| "api".into());
     let (info, key) = keys::create_team_key(&state.store, params.get("name")?, &name).await?;
@@ -106,10 +101,9 @@ pub async fn create_key(
 /// `DELETE /v1/teams/{name}/keys/{key_id}`: 204; 404 when the team has no such key.
 pub async fn delete_key(
     State(state): State<AppState>,
-    auth: Auth,
+    _: AdminAuth,
     params: Params,
 ) -> Result<StatusCode, ApiError> {
-    auth.require_admin()?;
     keys::remove_team_key(&state.store, params.get("name")?, params.get("key_id")?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
