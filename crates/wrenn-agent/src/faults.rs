@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-/// A step of pause, resume or create at which a fault can be injected.
+/// A step of pause, resume, create or snapshot at which a fault can be injected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FaultPoint {
     /// Pause: status `pausing` stored, nothing saved yet.
@@ -18,10 +18,24 @@ pub enum FaultPoint {
     ResumeRestored,
     /// Resume: vCPUs running, envd not yet re-synced.
     ResumeRunning,
+    /// Create: manifest (`starting`) and copied files in place, no VMM yet.
+    CreateCopied,
+    /// Create: VMM restored and guest synced, status not yet stored as running.
+    CreateRestored,
+    /// Snapshot as template: the capsule is paused, the template not yet copied.
+    SnapshotPaused,
+    /// Snapshot as template: the template is in place, the capsule not yet resumed.
+    SnapshotPublished,
 }
 
 impl FaultPoint {
-    /// Every point, in the order an operation passes them.
+    /// The points of create.
+    pub const CREATE: [FaultPoint; 2] = [FaultPoint::CreateCopied, FaultPoint::CreateRestored];
+    /// The points of snapshot-as-template.
+    pub const SNAPSHOT: [FaultPoint; 2] =
+        [FaultPoint::SnapshotPaused, FaultPoint::SnapshotPublished];
+
+    /// Every point of pause and resume, in the order an operation passes them.
     pub const ALL: [FaultPoint; 6] = [
         FaultPoint::PauseStarted,
         FaultPoint::PauseSaved,

@@ -117,6 +117,10 @@ impl HostApi for CapsuleManager {
                 .pause_locked(&slot, &mut vm, HostStatus::Snapshotting)
                 .await?;
             // Paused now (status stored as such): copy the snapshot, then run again.
+            inner
+                .cfg
+                .faults
+                .hit(crate::faults::FaultPoint::SnapshotPaused);
             let published = {
                 let inner = Arc::clone(&inner);
                 let dir = slot.dir.clone();
@@ -125,6 +129,12 @@ impl HostApi for CapsuleManager {
                     .await
                     .map_err(|e| AgentError::Tool(format!("template copy task: {e}")))?
             };
+            if published.is_ok() {
+                inner
+                    .cfg
+                    .faults
+                    .hit(crate::faults::FaultPoint::SnapshotPublished);
+            }
             let resumed = inner
                 .resume_locked(&slot, &mut vm, HostStatus::Resuming)
                 .await;

@@ -365,6 +365,7 @@ impl Inner {
         let mut run = slot.run.lock().await;
         match self.create_in(&slot, &template, vcpus, memory_mb).await {
             Ok((vm, envd)) => {
+                self.cfg.faults.hit(FaultPoint::CreateRestored);
                 *run = Some(vm);
                 *lock(&slot.envd) = Some(envd);
                 slot.set_status(HostStatus::Running, None)?;
@@ -408,6 +409,7 @@ impl Inner {
         })
         .await
         .map_err(|e| AgentError::Tool(format!("copy task: {e}")))??;
+        self.cfg.faults.hit(FaultPoint::CreateCopied);
         self.attach_network(slot).await?;
         let spec = self.spec_of(slot);
         let vm = Vm::restore(&spec, &snap.state()).await?;
