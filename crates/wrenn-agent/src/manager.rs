@@ -528,7 +528,22 @@ impl Inner {
             &slot.dir.join(files::DISK),
             &self.restore_env,
         )?;
-        slot.set_status(during, None)?;
+        {
+            // A paused capsule holds no vCPUs or memory: it must fit again to resume. The
+            // check and the status that makes it count are one step under the slots lock.
+            let slots = lock(&self.slots);
+            let (c, m) = held_by_vmms(&slots);
+            let shape = slot.shape();
+            if c + shape.vcpus > self.cfg.vcpus_total
+                || m + u64::from(shape.memory_mb) > self.cfg.memory_mb_total
+            {
+                return Err(AgentError::Capacity(format!(
+                    "host is full: {c}/{} vCPUs and {m}/{} MiB in use, resuming needs {} vCPUs and {} MiB",
+                    self.cfg.vcpus_total, self.cfg.memory_mb_total, shape.vcpus, shape.memory_mb
+                )));
+            }
+            slot.set_status(during, None)?;
+        }
         self.cfg.faults.hit(FaultPoint::ResumeStarted);
         if let Err(e) = self.attach_network(slot).await {
             slot.set_status(HostStatus::Paused, None)?;
@@ -784,7 +799,7 @@ impl Inner {
         lock(&slot.envd).take();
         let id = slot.id();
         self.detach_network(&id).await;
-        cleanup_runtime_files(&slot.dir);
+        // The console log stays: it is the evidence of why the guest ended.
         let why = "the VMM process ended (the guest powered off, or the VMM was killed)";
         tracing::warn!(capsule = %id, pid, "{why}");
         if let Err(e) = slot.set_status(HostStatus::Error, Some(why.into())) {

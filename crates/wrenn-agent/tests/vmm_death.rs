@@ -35,6 +35,10 @@ async fn a_killed_vmm_turns_the_capsule_to_error_at_once() {
     println!("error status {took:?} after kill -9");
     let info = host.get(&c.id).await.unwrap();
     assert!(info.error.unwrap().contains("VMM process ended"));
+    assert!(
+        host.capsule_dir(&c.id).join("console.log").exists(),
+        "the console log of a dead guest is kept as evidence"
+    );
     let ev = tokio::time::timeout(Duration::from_secs(10), events.recv())
         .await
         .expect("an event")
