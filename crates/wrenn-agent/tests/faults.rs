@@ -160,16 +160,11 @@ async fn a_full_disk_during_create_fails_cleanly() {
     let th = TestHost::new();
     let host = th.open().await;
     let capsules = th.dir.path().join("capsules");
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
-        .arg(&capsules)
-        .status()
-        .unwrap();
-    assert!(mounted.success(), "mounting a tiny tmpfs (needs root)");
+    common::mount_tiny_fs(&capsules, "64k");
     let id = new_id();
     let result = host.create(request(&id, "minimal")).await;
     let left: Vec<_> = std::fs::read_dir(&capsules).unwrap().flatten().collect();
-    let _ = std::process::Command::new("umount").arg(&capsules).status();
+    common::unmount(&capsules);
     let err = result.expect_err("create onto a full disk must fail");
     assert!(!err.to_string().is_empty());
     assert!(left.is_empty(), "a failed create left {left:?}");

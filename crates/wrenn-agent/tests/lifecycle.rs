@@ -335,14 +335,9 @@ async fn a_full_disk_during_pause_leaves_the_capsule_running() {
     // The snapshot is written into a file system with 16 KiB of room.
     let target = host.capsule_dir(&cap.id).join("snapshot.new");
     std::fs::create_dir_all(&target).unwrap();
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=16k", "wrenn-test-full"])
-        .arg(&target)
-        .status()
-        .unwrap();
-    assert!(mounted.success(), "mounting a tiny tmpfs (needs root)");
+    common::mount_tiny_fs(&target, "16k");
     let err = host.pause(&cap.id).await;
-    let _ = std::process::Command::new("umount").arg(&target).status();
+    common::unmount(&target);
     let err = err.expect_err("pause onto a full disk must fail");
     assert!(!err.to_string().is_empty());
     assert_eq!(host.get(&cap.id).await.unwrap().status, HostStatus::Running);

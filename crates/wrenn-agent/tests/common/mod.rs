@@ -120,6 +120,27 @@ fn remove_networks(data_dir: &Path) {
     }
 }
 
+/// Mounts a tmpfs of `size` (e.g. `16k`) on `target`: a disk that is full almost at once.
+pub fn mount_tiny_fs(target: &Path, size: &str) {
+    let mounted = std::process::Command::new("mount")
+        .args([
+            "-t",
+            "tmpfs",
+            "-o",
+            &format!("size={size}"),
+            "wrenn-test-full",
+        ])
+        .arg(target)
+        .status()
+        .unwrap();
+    assert!(mounted.success(), "mounting a tiny tmpfs (needs root)");
+}
+
+/// Undoes [`mount_tiny_fs`].
+pub fn unmount(target: &Path) {
+    let _ = std::process::Command::new("umount").arg(target).status();
+}
+
 /// A fresh capsule id.
 pub fn new_id() -> String {
     use rand::Rng;
