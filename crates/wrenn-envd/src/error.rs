@@ -53,6 +53,17 @@ impl ApiError {
                 format!("{what}: too many levels of symbolic links"),
             );
         }
+        if matches!(
+            e.raw_os_error(),
+            Some(libc::ENXIO | libc::ENODEV | libc::EOPNOTSUPP)
+        ) {
+            // A socket, a device without a driver or a special file that cannot be opened
+            // that way (e.g. /dev/fd/N of a socket): the path names nothing readable.
+            return Self::new(
+                ErrorKind::InvalidArgument,
+                format!("{what}: not a file that can be opened this way ({e})"),
+            );
+        }
         if e.raw_os_error() == Some(libc::EROFS) {
             return Self::new(
                 ErrorKind::PermissionDenied,

@@ -349,4 +349,14 @@ async fn symlink_loops_and_virtual_files_get_clear_errors() {
         }
         other => panic!("{other:?}"),
     }
+
+    // A Unix socket cannot be opened like a file (ENXIO): a bad path, not an envd failure.
+    let sock = dir.join("listener.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let e = c
+        .read_file(sock.to_str().unwrap())
+        .await
+        .err()
+        .expect("a socket cannot be read");
+    assert_eq!(kind(e), ErrorKind::InvalidArgument);
 }
