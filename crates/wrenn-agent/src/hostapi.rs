@@ -16,9 +16,7 @@ impl HostApi for CapsuleManager {
     async fn create(&self, req: CreateCapsule) -> Result<CapsuleInfo, HostError> {
         let inner = Arc::clone(&self.inner);
         let op = inner.create(req.id, req.template, req.vcpus, req.memory_mb, req.network);
-        let info = self.spawn_op(op).await?;
-        Arc::clone(&self.inner).watch_vmm(&info.id).await;
-        Ok(info)
+        Ok(self.spawn_op(op).await?)
     }
 
     async fn get(&self, id: &str) -> Result<CapsuleInfo, HostError> {
@@ -46,9 +44,7 @@ impl HostApi for CapsuleManager {
 
     async fn resume(&self, id: &str) -> Result<CapsuleInfo, HostError> {
         let op = Arc::clone(&self.inner).pause_or_resume(id.to_owned(), false);
-        let info = self.spawn_op(op).await?;
-        Arc::clone(&self.inner).watch_vmm(id).await;
-        Ok(info)
+        Ok(self.spawn_op(op).await?)
     }
 
     async fn set_network(
@@ -109,7 +105,6 @@ impl HostApi for CapsuleManager {
         }
         let inner = Arc::clone(&self.inner);
         let (id, name) = (id.to_owned(), name.to_owned());
-        let id_for_watch = id.clone();
         let op = async move {
             let slot = inner.slot(&id)?;
             let mut vm = slot.run.lock().await;
@@ -142,10 +137,7 @@ impl HostApi for CapsuleManager {
             resumed?;
             Ok(template)
         };
-        let result = self.spawn_op(op).await;
-        // The capsule runs on in a new VMM (also when publishing failed).
-        Arc::clone(&self.inner).watch_vmm(&id_for_watch).await;
-        Ok(result?)
+        Ok(self.spawn_op(op).await?)
     }
 
     async fn delete_template(&self, name: &str) -> Result<(), HostError> {

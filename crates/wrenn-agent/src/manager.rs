@@ -109,6 +109,8 @@ pub(crate) struct Inner {
     pub accel: Accel,
     pub restore_env: RestoreEnv,
     pub net: Networking,
+    /// This manager, weakly: VMM watchers started from `&self` hold it without keeping it alive.
+    me: std::sync::Weak<Inner>,
     /// Changes the agent makes on its own (a VMM that ended), for [`HostApi::events`].
     pub events: tokio::sync::broadcast::Sender<wrenn_host::HostEvent>,
     pub slots: Mutex<HashMap<String, Arc<Slot>>>,
@@ -150,7 +152,8 @@ impl CapsuleManager {
         };
         let net = Networking::start(cfg.network.clone()).await;
         tracing::info!(accel = accel_name(accel), vmm = %restore_env.vmm_version, network = net.host().is_some(), "host agent ready");
-        let inner = Arc::new(Inner {
+        let inner = Arc::new_cyclic(|me| Inner {
+            me: me.clone(),
             net,
             events: tokio::sync::broadcast::channel(256).0,
             cfg,
@@ -366,6 +369,7 @@ impl Inner {
         match self.create_in(&slot, &template, vcpus, memory_mb).await {
             Ok((vm, envd)) => {
                 self.cfg.faults.hit(FaultPoint::CreateRestored);
+                self.watch_vmm(&slot, &vm);
                 *run = Some(vm);
                 *lock(&slot.envd) = Some(envd);
                 slot.set_status(HostStatus::Running, None)?;
@@ -507,7 +511,7 @@ impl Inner {
     /// vCPUs, sync the guest. A snapshot that cannot be loaded leaves the capsule paused.
     pub(crate) async fn resume_locked(
         &self,
-        slot: &Slot,
+        slot: &Arc<Slot>,
         vm_slot: &mut Option<Vm>,
         during: HostStatus,
     ) -> Result<()> {
@@ -585,6 +589,7 @@ impl Inner {
         {
             Ok(envd) => {
                 *lock(&slot.envd) = Some(envd);
+                self.watch_vmm(slot, &vm);
                 *vm_slot = Some(vm);
                 let _ = std::fs::remove_dir_all(&used);
                 slot.set_status(HostStatus::Running, None)?;
@@ -594,6 +599,7 @@ impl Inner {
                 let _ = std::fs::remove_dir_all(&used);
                 if wrenn_vmm::process_alive(&slot.dir) {
                     // The guest runs but does not answer: keep it, report the failure.
+                    self.watch_vmm(slot, &vm);
                     *vm_slot = Some(vm);
                     slot.set_status(HostStatus::Running, None)?;
                 } else {
@@ -718,6 +724,7 @@ impl Inner {
                 Ok((vm, envd)) => {
                     let _ = std::fs::remove_dir_all(dir.join(files::SNAPSHOT_USED));
                     *lock(&slot.envd) = envd;
+                    self.watch_vmm(&slot, &vm);
                     vm_handle = Some(vm);
                     (HostStatus::Running, None)
                 }
@@ -766,20 +773,12 @@ impl Inner {
     /// Watches the VMM of a running capsule: when it ends while the capsule counts as running
     /// (killed, a crash, a guest that powered off), the capsule becomes `Error` at once, its
     /// capacity and network are released and an event tells the control plane.
-    pub(crate) async fn watch_vmm(self: Arc<Self>, id: &str) {
-        let Ok(slot) = self.slot(id) else {
-            return;
-        };
-        let (watch, pid) = {
-            let vm = slot.run.lock().await;
-            match vm.as_ref() {
-                Some(vm) => (vm.exit_watch(), vm.pid()),
-                None => return,
-            }
-        };
+    /// Called wherever a VMM handle is put into a slot (create, resume, re-adoption).
+    fn watch_vmm(&self, slot: &Arc<Slot>, vm: &Vm) {
+        let (watch, pid) = (vm.exit_watch(), vm.pid());
         // Weak: a manager that is dropped (an agent handing over to its successor) lets go of
         // its VMM handles and QMP connections even while their VMMs run on.
-        let (inner, slot) = (Arc::downgrade(&self), Arc::downgrade(&slot));
+        let (inner, slot) = (self.me.clone(), Arc::downgrade(slot));
         tokio::spawn(async move {
             watch.ended().await;
             if let (Some(inner), Some(slot)) = (inner.upgrade(), slot.upgrade()) {
@@ -838,11 +837,7 @@ impl CapsuleManager {
             match self.inner.recover_one(&dir).await {
                 Ok(Some(slot)) => {
                     tracing::info!(capsule = %id, status = ?slot.status(), "re-adopted");
-                    let running = slot.status() == HostStatus::Running;
-                    lock(&self.inner.slots).insert(id.clone(), slot);
-                    if running {
-                        Arc::clone(&self.inner).watch_vmm(&id).await;
-                    }
+                    lock(&self.inner.slots).insert(id, slot);
                 }
                 Ok(None) => {}
                 Err(e) => tracing::error!(capsule = %id, error = %e, "recovery failed"),
