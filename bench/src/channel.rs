@@ -15,7 +15,7 @@ use crate::common::{create, median, ms};
 pub async fn run(mgr: &CapsuleManager, rounds: usize, file_mib: usize) -> anyhow::Result<()> {
     mgr.prepare("minimal", 1, 512).await?;
     let (id, _) = create(mgr, 512).await?;
-    let envd = mgr.guest(&id).await?;
+    let envd = wrenn_envd_client::EnvdClient::over(mgr.guest(&id).await?);
     let mut echo = Vec::new();
     let mut health = Vec::new();
     let mut exec = Vec::new();

@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use wrenn_agent::{AgentConfig, CapsuleManager};
-use wrenn_host::{CreateCapsule, EnvdClient, HostApi};
+use wrenn_envd_client::EnvdClient;
+use wrenn_host::{CreateCapsule, HostApi};
 use wrenn_protocol::ExecRequest;
 
 /// The static envd binary.

@@ -49,7 +49,7 @@ pub async fn run(
         let cold = cold_boot(mgr, data_dir, envd, mem).await?;
         eprintln!("== {mem} MiB: create, pause, resume");
         let (id, create_t) = create(mgr, mem).await?;
-        let guest = mgr.guest(&id).await?;
+        let guest = wrenn_envd_client::EnvdClient::over(mgr.guest(&id).await?);
         // A working set: a quarter of RAM of non-zero data in tmpfs (zero pages would be
         // skipped by the classic migration and flatter it).
         let fill = format!(

@@ -160,7 +160,11 @@ async fn lifecycle_times(
         mgr.pause(&id).await?;
         let t = Instant::now();
         mgr.resume(&id).await?;
-        common::sh(&mgr.guest(&id).await?, "true").await?;
+        common::sh(
+            &wrenn_envd_client::EnvdClient::over(mgr.guest(&id).await?),
+            "true",
+        )
+        .await?;
         resumes.push(t.elapsed());
         mgr.destroy(&id).await?;
     }
@@ -183,7 +187,7 @@ pub async fn run(
     host_to_test_host(mib).await?;
     let (host_bytes, host_t) = results.recv().await.context("sink result")?;
     let (id, _) = common::create(mgr, 256).await?;
-    let guest = mgr.guest(&id).await?;
+    let guest = wrenn_envd_client::EnvdClient::over(mgr.guest(&id).await?);
     common::sh(
         &guest,
         &format!("bash -c 'head -c {mib}M /dev/zero > /dev/tcp/{TEST_HOST}/{SINK_PORT}'"),

@@ -95,7 +95,7 @@ impl From<AgentError> for HostError {
             AgentError::Net(wrenn_net::NetError::Exhausted { .. }) => {
                 HostError::Capacity(e.to_string())
             }
-            AgentError::Envd(err) => HostError::Agent(err),
+            AgentError::Envd(err) => HostError::Agent(err.to_string()),
             other => HostError::Internal(other.to_string()),
         }
     }

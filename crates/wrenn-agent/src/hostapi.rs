@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
-use wrenn_envd_client::EnvdClient;
 use wrenn_host::{
-    Capacity, CapsuleInfo, CreateCapsule, HostApi, HostError, HostStatus, TemplateInfo,
+    Capacity, CapsuleInfo, CreateCapsule, HostApi, HostError, HostStatus, SharedChannel,
+    TemplateInfo,
 };
 
 use crate::error::AgentError;
@@ -70,7 +70,7 @@ impl HostApi for CapsuleManager {
         Ok(self.spawn_op(op).await?)
     }
 
-    async fn guest(&self, id: &str) -> Result<EnvdClient, HostError> {
+    async fn guest(&self, id: &str) -> Result<SharedChannel, HostError> {
         let slot = self.inner.slot(id)?;
         let status = slot.status();
         if status != HostStatus::Running {
@@ -82,7 +82,7 @@ impl HostApi for CapsuleManager {
             }
             .into());
         }
-        Ok(self.inner.guest_of(&slot).await?)
+        Ok(self.inner.guest_of(&slot).await?.channel())
     }
 
     async fn snapshot(

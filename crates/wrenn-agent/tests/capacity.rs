@@ -4,6 +4,7 @@
 mod common;
 
 use common::{create, TestHost};
+use wrenn_envd_client::EnvdClient;
 use wrenn_host::{HostApi, HostError, HostStatus};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -24,7 +25,7 @@ async fn resume_past_capacity_is_refused_and_stays_paused() {
     assert_eq!(host.capacity().await.unwrap().vcpus_used, 1);
     host.destroy(&b.id).await.unwrap();
     host.resume(&a.id).await.unwrap();
-    let envd = host.guest(&a.id).await.unwrap();
+    let envd = host.guest(&a.id).await.map(EnvdClient::over).unwrap();
     assert_eq!(common::sh_ok(&envd, "echo back").await, "back");
     host.destroy(&a.id).await.unwrap();
 }

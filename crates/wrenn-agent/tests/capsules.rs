@@ -4,6 +4,7 @@
 mod common;
 
 use std::time::Duration;
+use wrenn_envd_client::EnvdClient;
 
 use bytes::Bytes;
 use common::*;
@@ -26,7 +27,7 @@ async fn create_exec_files_pty_destroy() {
     let cap = create(&host, "minimal").await;
     assert_eq!(cap.status, HostStatus::Running);
     assert_eq!(host.list().await.unwrap().len(), 1);
-    let envd = host.guest(&cap.id).await.unwrap();
+    let envd = host.guest(&cap.id).await.map(EnvdClient::over).unwrap();
 
     // Exec with args, env, cwd and user.
     let out = envd
@@ -269,7 +270,7 @@ async fn crash_child_create_then_die() {
     cfg.faults = Default::default();
     let host = wrenn_agent::CapsuleManager::open(cfg).await.unwrap();
     let cap = create(&host, "minimal").await;
-    let envd = host.guest(&cap.id).await.unwrap();
+    let envd = host.guest(&cap.id).await.map(EnvdClient::over).unwrap();
     sh_ok(
         &envd,
         "echo before-crash > /root/mark; (while true; do sleep 1; done) >/dev/null 2>&1 &",
@@ -285,7 +286,7 @@ async fn agent_restarts_keep_capsules_alive_and_usable() {
     // A graceful restart.
     let host = th.open().await;
     let cap = create(&host, "minimal").await;
-    let envd = host.guest(&cap.id).await.unwrap();
+    let envd = host.guest(&cap.id).await.map(EnvdClient::over).unwrap();
     let bg = envd
         .start_background(ExecRequest {
             cmd: "/bin/sleep".into(),
@@ -307,7 +308,7 @@ async fn agent_restarts_keep_capsules_alive_and_usable() {
         Some(pid),
         "the VMM was replaced, not re-adopted"
     );
-    let envd = host.guest(&cap.id).await.unwrap();
+    let envd = host.guest(&cap.id).await.map(EnvdClient::over).unwrap();
     assert!(envd
         .list_processes()
         .await
@@ -339,7 +340,7 @@ async fn agent_restarts_keep_capsules_alive_and_usable() {
             "capsule {id} after the restart"
         );
     }
-    let envd = host.guest(&child_id).await.unwrap();
+    let envd = host.guest(&child_id).await.map(EnvdClient::over).unwrap();
     assert_eq!(sh_ok(&envd, "cat /root/mark").await, "before-crash");
 
     // A VMM that died while the agent was away is reported as error, never as running.

@@ -6,6 +6,7 @@
 mod common;
 
 use std::os::unix::process::ExitStatusExt;
+use wrenn_envd_client::EnvdClient;
 
 use common::{create, network_leftovers, new_id, sh_ok, TestHost};
 use wrenn_agent::faults::{FaultAction, FaultPoint, Faults};
@@ -99,7 +100,7 @@ async fn agent_killed_during_snapshot_leaves_the_capsule_and_a_whole_template_or
     let th = TestHost::new();
     let host = th.open().await;
     let cap = create(&host, "minimal").await;
-    let envd = host.guest(&cap.id).await.unwrap();
+    let envd = host.guest(&cap.id).await.map(EnvdClient::over).unwrap();
     sh_ok(&envd, "echo kept > /root/mark").await;
     drop(envd);
     host.release_channels();
@@ -116,7 +117,7 @@ async fn agent_killed_during_snapshot_leaves_the_capsule_and_a_whole_template_or
             }
             other => panic!("{point:?}: capsule is {other:?}"),
         }
-        let envd = host.guest(&cap.id).await.unwrap();
+        let envd = host.guest(&cap.id).await.map(EnvdClient::over).unwrap();
         assert_eq!(sh_ok(&envd, "cat /root/mark").await, "kept", "{point:?}");
         let listed = host
             .templates()
@@ -127,7 +128,7 @@ async fn agent_killed_during_snapshot_leaves_the_capsule_and_a_whole_template_or
         if listed {
             // A template that exists is whole: a capsule made from it has the capsule's file.
             let clone = host.create(request(&new_id(), &name)).await.unwrap();
-            let e = host.guest(&clone.id).await.unwrap();
+            let e = host.guest(&clone.id).await.map(EnvdClient::over).unwrap();
             assert_eq!(sh_ok(&e, "cat /root/mark").await, "kept", "{point:?}");
             host.destroy(&clone.id).await.unwrap();
             host.delete_template(&name).await.unwrap();

@@ -4,6 +4,7 @@ mod common;
 
 use std::sync::Arc;
 use std::time::Duration;
+use wrenn_envd_client::EnvdClient;
 
 use bytes::Bytes;
 use common::*;
@@ -15,7 +16,7 @@ use wrenn_protocol::{ExecRequest, PtyEvent, PtyStart};
 
 /// Starts a counter process whose value lives only in its memory and is written to a tmpfs
 /// file every 100 ms, and a marker in a tmpfs file.
-async fn start_stateful_work(envd: &wrenn_host::EnvdClient) -> u32 {
+async fn start_stateful_work(envd: &EnvdClient) -> u32 {
     sh_ok(envd, "echo kept-in-tmpfs > /tmp/marker").await;
     envd.start_background(ExecRequest {
         cmd: "/bin/bash".into(),
@@ -31,7 +32,7 @@ async fn start_stateful_work(envd: &wrenn_host::EnvdClient) -> u32 {
     .pid
 }
 
-async fn counter(envd: &wrenn_host::EnvdClient) -> u64 {
+async fn counter(envd: &EnvdClient) -> u64 {
     let v = eventually(30, || async {
         sh_ok(envd, "cat /tmp/counter 2>/dev/null || true")
             .await
@@ -44,7 +45,7 @@ async fn counter(envd: &wrenn_host::EnvdClient) -> u64 {
 
 /// Checks the capsule's state after a restore: the same counter process, still counting from
 /// where it was (its memory survived), the tmpfs marker, a clock close to the host's.
-async fn check_state(envd: &wrenn_host::EnvdClient, pid: u32, at_least: u64) -> u64 {
+async fn check_state(envd: &EnvdClient, pid: u32, at_least: u64) -> u64 {
     let procs = envd.list_processes().await.expect("list processes");
     assert!(
         procs.iter().any(|p| p.pid == pid && p.tag == "counter"),
@@ -64,7 +65,7 @@ async fn check_state(envd: &wrenn_host::EnvdClient, pid: u32, at_least: u64) -> 
     later.expect("the counter does not advance after the restore")
 }
 
-async fn guest_clock_skew(envd: &wrenn_host::EnvdClient) -> i64 {
+async fn guest_clock_skew(envd: &EnvdClient) -> i64 {
     let guest: i64 = sh_ok(envd, "date +%s").await.parse().unwrap();
     let host = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -78,7 +79,7 @@ async fn pause_and_resume_keep_processes_files_memory_and_ptys() {
     let th = TestHost::new();
     let host = th.open().await;
     let cap = create(&host, "minimal").await;
-    let envd = host.guest(&cap.id).await.unwrap();
+    let envd = host.guest(&cap.id).await.map(EnvdClient::over).unwrap();
     let pid = start_stateful_work(&envd).await;
     let pty = envd
         .pty_start(PtyStart {
@@ -122,7 +123,7 @@ async fn pause_and_resume_keep_processes_files_memory_and_ptys() {
         host.resume(&cap.id).await,
         Err(HostError::InvalidState(_))
     ));
-    let envd = host.guest(&cap.id).await.unwrap();
+    let envd = host.guest(&cap.id).await.map(EnvdClient::over).unwrap();
     assert!(
         guest_clock_skew(&envd).await <= 3,
         "guest clock not corrected after resume"
@@ -149,11 +150,11 @@ async fn a_capsule_survives_100_pause_resume_cycles() {
     let th = TestHost::new();
     let host = th.open().await;
     let cap = create(&host, "minimal").await;
-    let envd = host.guest(&cap.id).await.unwrap();
+    let envd = host.guest(&cap.id).await.map(EnvdClient::over).unwrap();
     let pid = start_stateful_work(&envd).await;
     let mut last = counter(&envd).await;
     for cycle in 1..=100u32 {
-        let envd = host.guest(&cap.id).await.unwrap();
+        let envd = host.guest(&cap.id).await.map(EnvdClient::over).unwrap();
         sh_ok(&envd, &format!("echo {cycle} > /root/cycle")).await;
         host.pause(&cap.id)
             .await
@@ -161,7 +162,7 @@ async fn a_capsule_survives_100_pause_resume_cycles() {
         host.resume(&cap.id)
             .await
             .unwrap_or_else(|e| panic!("resume {cycle}: {e}"));
-        let envd = host.guest(&cap.id).await.unwrap();
+        let envd = host.guest(&cap.id).await.map(EnvdClient::over).unwrap();
         assert_eq!(
             sh_ok(&envd, "cat /root/cycle").await,
             cycle.to_string(),
@@ -179,7 +180,7 @@ async fn a_capsule_survives_100_pause_resume_cycles() {
         );
         last = now;
     }
-    let envd = host.guest(&cap.id).await.unwrap();
+    let envd = host.guest(&cap.id).await.map(EnvdClient::over).unwrap();
     check_state(&envd, pid, last).await;
     host.destroy(&cap.id).await.unwrap();
 }
@@ -193,7 +194,7 @@ async fn clones_of_one_template_do_not_share_randomness() {
     let read = |id: String| {
         let host = host.clone();
         async move {
-            let envd = host.guest(&id).await.unwrap();
+            let envd = host.guest(&id).await.map(EnvdClient::over).unwrap();
             sh_ok(
                 &envd,
                 "head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n'",
@@ -221,7 +222,7 @@ async fn snapshot_templates_carry_files_and_processes_and_outlive_deletion() {
     let th = TestHost::new();
     let host = th.open().await;
     let src = create(&host, "minimal").await;
-    let envd = host.guest(&src.id).await.unwrap();
+    let envd = host.guest(&src.id).await.map(EnvdClient::over).unwrap();
     sh_ok(&envd, "echo from-template > /root/file").await;
     let bg = envd
         .start_background(ExecRequest {
@@ -238,7 +239,7 @@ async fn snapshot_templates_carry_files_and_processes_and_outlive_deletion() {
     assert!(t.size_bytes > 0);
     // The source keeps running.
     assert_eq!(host.get(&src.id).await.unwrap().status, HostStatus::Running);
-    let envd = host.guest(&src.id).await.unwrap();
+    let envd = host.guest(&src.id).await.map(EnvdClient::over).unwrap();
     assert_eq!(sh_ok(&envd, "cat /root/file").await, "from-template");
     // An existing name is a conflict unless overwrite.
     assert!(matches!(
@@ -254,7 +255,7 @@ async fn snapshot_templates_carry_files_and_processes_and_outlive_deletion() {
         .any(|x| x.name == name));
 
     let clone = create(&host, &name).await;
-    let cenv = host.guest(&clone.id).await.unwrap();
+    let cenv = host.guest(&clone.id).await.map(EnvdClient::over).unwrap();
     assert_eq!(sh_ok(&cenv, "cat /root/file").await, "from-template");
     assert!(cenv
         .list_processes()
@@ -276,7 +277,7 @@ async fn snapshot_templates_carry_files_and_processes_and_outlive_deletion() {
     sh_ok(&cenv, "echo still-here > /root/after").await;
     host.pause(&clone.id).await.unwrap();
     host.resume(&clone.id).await.unwrap();
-    let cenv = host.guest(&clone.id).await.unwrap();
+    let cenv = host.guest(&clone.id).await.map(EnvdClient::over).unwrap();
     assert_eq!(
         sh_ok(&cenv, "cat /root/file /root/after").await,
         "from-template\nstill-here"
@@ -320,7 +321,7 @@ async fn corrupt_or_incompatible_snapshots_are_refused_and_stay_paused() {
 
     std::fs::write(&manifest, original).unwrap();
     host.resume(&cap.id).await.unwrap();
-    let envd = host.guest(&cap.id).await.unwrap();
+    let envd = host.guest(&cap.id).await.map(EnvdClient::over).unwrap();
     sh_ok(&envd, "true").await;
     host.destroy(&cap.id).await.unwrap();
 }
@@ -330,7 +331,7 @@ async fn a_full_disk_during_pause_leaves_the_capsule_running() {
     let th = TestHost::new();
     let host = th.open().await;
     let cap = create(&host, "minimal").await;
-    let envd = host.guest(&cap.id).await.unwrap();
+    let envd = host.guest(&cap.id).await.map(EnvdClient::over).unwrap();
     let pid = start_stateful_work(&envd).await;
     // The snapshot is written into a file system with 16 KiB of room.
     let target = host.capsule_dir(&cap.id).join("snapshot.new");
@@ -341,7 +342,7 @@ async fn a_full_disk_during_pause_leaves_the_capsule_running() {
     let err = err.expect_err("pause onto a full disk must fail");
     assert!(!err.to_string().is_empty());
     assert_eq!(host.get(&cap.id).await.unwrap().status, HostStatus::Running);
-    let envd = host.guest(&cap.id).await.unwrap();
+    let envd = host.guest(&cap.id).await.map(EnvdClient::over).unwrap();
     let before = counter(&envd).await;
     check_state(&envd, pid, before).await;
     // With room again, pause works.
@@ -396,7 +397,7 @@ async fn assert_running_or_cleanly_paused(
         }
         other => panic!("{what}: capsule is {other:?}"),
     }
-    let envd = host.guest(id).await.unwrap();
+    let envd = host.guest(id).await.map(EnvdClient::over).unwrap();
     check_state(&envd, pid, at_least).await;
 }
 
@@ -405,7 +406,7 @@ async fn killing_the_agent_at_any_step_leaves_a_running_or_cleanly_paused_capsul
     let th = TestHost::new();
     let host = th.open().await;
     let cap = create(&host, "minimal").await;
-    let envd = host.guest(&cap.id).await.unwrap();
+    let envd = host.guest(&cap.id).await.map(EnvdClient::over).unwrap();
     let pid = start_stateful_work(&envd).await;
     std::fs::write(th.dir.path().join("capsule"), &cap.id).unwrap();
     drop(envd);
@@ -434,7 +435,7 @@ async fn killing_the_agent_at_any_step_leaves_a_running_or_cleanly_paused_capsul
             &format!("agent killed at {point:?}"),
         )
         .await;
-        last = counter(&host.guest(&cap.id).await.unwrap()).await;
+        last = counter(&host.guest(&cap.id).await.map(EnvdClient::over).unwrap()).await;
         host.release_channels();
         drop(host);
     }
@@ -464,7 +465,7 @@ async fn killing_the_vmm_during_pause_or_resume_never_leaves_a_lie() {
         cfg.faults = Faults::at(point, FaultAction::Hook(hook));
         let host = CapsuleManager::open(cfg).await.unwrap();
         let cap = create(&host, "minimal").await;
-        let envd = host.guest(&cap.id).await.unwrap();
+        let envd = host.guest(&cap.id).await.map(EnvdClient::over).unwrap();
         let pid = start_stateful_work(&envd).await;
         let before = counter(&envd).await;
         let is_resume = format!("{point:?}").starts_with("Resume");

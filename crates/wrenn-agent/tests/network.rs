@@ -6,6 +6,7 @@ mod common;
 
 use common::{create, network_leftovers, sh_ok, TestHost};
 use wrenn_agent::manifest::{record, SnapshotManifest, SNAPSHOT_FORMAT};
+use wrenn_envd_client::EnvdClient;
 use wrenn_host::{CreateCapsule, HostApi, HostStatus, NetworkPolicy};
 use wrenn_images::BaseTemplate;
 use wrenn_vmm::{Vm, VmSpec};
@@ -21,7 +22,7 @@ async fn namespace_follows_the_vmm_and_policy_is_kept() {
         2,
         "a namespace and a slot"
     );
-    let envd = host.guest(&c.id).await.unwrap();
+    let envd = host.guest(&c.id).await.map(EnvdClient::over).unwrap();
     assert_eq!(
         sh_ok(&envd, "cat /sys/class/net/eth0/address").await,
         wrenn_protocol::net::GUEST_MAC
@@ -89,10 +90,12 @@ async fn old_template(th: &TestHost, host: &wrenn_agent::CapsuleManager, name: &
         nic: None,
     };
     let vm = Vm::boot(&spec).await.unwrap();
-    let envd =
-        wrenn_host::EnvdClient::connect(&vm.agent_socket(), std::time::Duration::from_secs(300))
-            .await
-            .unwrap();
+    let envd = wrenn_envd_client::EnvdClient::connect(
+        &vm.agent_socket(),
+        std::time::Duration::from_secs(300),
+    )
+    .await
+    .unwrap();
     assert_eq!(sh_ok(&envd, "ls /sys/class/net").await, "lo");
     drop(envd);
     vm.save(&dir.join("state")).await.unwrap();
@@ -166,12 +169,12 @@ async fn a_snapshot_from_before_networking_restores_without_network() {
             network_leftovers(th.dir.path()).is_empty(),
             "no namespace for it"
         );
-        let envd = host.guest(&c.id).await.unwrap();
+        let envd = host.guest(&c.id).await.map(EnvdClient::over).unwrap();
         assert_eq!(sh_ok(&envd, "ls /sys/class/net").await, "lo");
         host.pause(&c.id).await.unwrap();
         let c2 = host.resume(&c.id).await.unwrap();
         assert!(!c2.network.enabled);
-        let envd = host.guest(&c.id).await.unwrap();
+        let envd = host.guest(&c.id).await.map(EnvdClient::over).unwrap();
         assert_eq!(sh_ok(&envd, "echo still here").await, "still here");
         host.destroy(&c.id).await.unwrap();
     };

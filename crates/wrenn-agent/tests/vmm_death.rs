@@ -5,6 +5,7 @@
 mod common;
 
 use std::time::{Duration, Instant};
+use wrenn_envd_client::EnvdClient;
 
 use common::{create, network_leftovers, TestHost};
 use wrenn_host::{HostApi, HostError, HostStatus};
@@ -69,7 +70,7 @@ async fn a_guest_that_powers_off_is_never_running() {
     let th = TestHost::new();
     let host = th.open().await;
     let c = create(&host, "minimal").await;
-    let envd = host.guest(&c.id).await.unwrap();
+    let envd = host.guest(&c.id).await.map(EnvdClient::over).unwrap();
     // envd is PID 1: the kernel powers off when asked to (QEMU runs with -no-reboot).
     envd.start_background(wrenn_protocol::ExecRequest {
         cmd: "/bin/sh".into(),
@@ -98,7 +99,7 @@ async fn pausing_and_destroying_are_not_mistaken_for_a_death() {
     host.resume(&c.id).await.unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(host.get(&c.id).await.unwrap().status, HostStatus::Running);
-    let envd = host.guest(&c.id).await.unwrap();
+    let envd = host.guest(&c.id).await.map(EnvdClient::over).unwrap();
     assert_eq!(common::sh_ok(&envd, "echo alive").await, "alive");
     host.destroy(&c.id).await.unwrap();
 }

@@ -173,6 +173,7 @@ pub async fn sample_pass(state: &AppState, interval: Duration) {
     for row in running {
         let metrics = async {
             let guest = state.host.guest(&row.id).await.map_err(|e| e.to_string())?;
+            let guest = wrenn_envd_client::EnvdClient::over(guest);
             guest.metrics().await.map_err(|e| e.to_string())
         };
         match tokio::time::timeout(Duration::from_secs(5), metrics).await {

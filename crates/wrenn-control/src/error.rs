@@ -116,7 +116,7 @@ impl From<HostError> for ApiError {
             HostError::Conflict(_) => ApiError::conflict(e.to_string()),
             HostError::InvalidRequest(_) => ApiError::invalid(e.to_string()),
             HostError::Capacity(_) => ApiError::unavailable(e.to_string()),
-            HostError::Agent(inner) => envd_error(inner),
+            HostError::Agent(_) => ApiError::agent(e.to_string()),
             HostError::Internal(_) => ApiError::internal(e.to_string()),
         }
     }

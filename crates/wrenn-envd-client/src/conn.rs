@@ -1,4 +1,5 @@
-//! One HTTP/2 connection over one link session, and the plumbing of requests and responses.
+//! The local guest channel (one HTTP/2 connection over one link session on the capsule's
+//! Unix socket), and the plumbing of requests and answers over any [`GuestChannel`].
 
 use std::path::Path;
 use std::sync::Arc;
@@ -8,14 +9,13 @@ use bytes::{Bytes, BytesMut};
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Empty, Full};
-use hyper::body::Incoming;
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::task::JoinHandle;
+use wrenn_host::{ChannelError, GuestBody, GuestChannel};
 use wrenn_protocol::link::host::{self, HostLink};
 use wrenn_protocol::EnvdErrorBody;
 
@@ -23,7 +23,7 @@ use crate::ndjson::NdjsonDecoder;
 use crate::EnvdError;
 
 /// Request body type.
-pub(crate) type ReqBody = UnsyncBoxBody<Bytes, std::io::Error>;
+pub(crate) type ReqBody = GuestBody;
 
 /// HTTP/2 stream flow-control window (matches envd's).
 const STREAM_WINDOW: u32 = 8 << 20;
@@ -43,20 +43,29 @@ pub(crate) const fn exec_answer_max() -> usize {
     2 * (wrenn_protocol::EXEC_OUTPUT_LIMIT.div_ceil(3) * 4) + 64 * 1024
 }
 
-/// The open connection; dropping the last reference closes it.
-pub(crate) struct Conn {
+/// The guest channel of a capsule on this host: one HTTP/2 connection over one link session.
+/// Dropping the last reference closes it.
+pub struct LinkChannel {
     send: SendRequest<ReqBody>,
-    pub(crate) link: HostLink,
+    link: HostLink,
     driver: JoinHandle<()>,
 }
 
-impl Drop for Conn {
+impl std::fmt::Debug for LinkChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinkChannel")
+            .field("session", &self.link.session())
+            .finish()
+    }
+}
+
+impl Drop for LinkChannel {
     fn drop(&mut self) {
         self.driver.abort();
     }
 }
 
-impl Conn {
+impl LinkChannel {
     /// Connects the socket, opens a link session and an HTTP/2 connection over it.
     pub(crate) async fn open(socket: &Path, timeout: Duration) -> Result<Arc<Self>, EnvdError> {
         let deadline = tokio::time::Instant::now() + timeout;
@@ -94,67 +103,96 @@ impl Conn {
         Ok(Arc::new(Self { send, link, driver }))
     }
 
-    /// Sends a request; non-2xx answers become [`EnvdError::Guest`].
-    pub(crate) async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        body: ReqBody,
-    ) -> Result<Response<Incoming>, EnvdError> {
-        let req = Request::builder()
-            .method(method)
-            .uri(format!("http://envd{path}"))
-            .body(body)
-            .map_err(|e| EnvdError::Protocol(format!("build request {path}: {e}")))?;
+    /// The link session's id.
+    pub fn session(&self) -> u64 {
+        self.link.session()
+    }
+}
+
+#[async_trait::async_trait]
+impl GuestChannel for LinkChannel {
+    async fn send(&self, req: Request<GuestBody>) -> Result<Response<GuestBody>, ChannelError> {
         let mut send = self.send.clone();
         send.ready()
             .await
-            .map_err(|e| EnvdError::Channel(e.to_string()))?;
+            .map_err(|e| ChannelError::Closed(e.to_string()))?;
+        let path = req.uri().path().to_owned();
         let resp = send
             .send_request(req)
             .await
-            .map_err(|e| EnvdError::Channel(format!("{path}: {e}")))?;
-        if resp.status().is_success() {
-            return Ok(resp);
-        }
-        Err(error_of(resp, path).await)
+            .map_err(|e| ChannelError::Closed(format!("{path}: {e}")))?;
+        Ok(resp.map(|body| body.map_err(std::io::Error::other).boxed_unsync()))
     }
 
-    /// A JSON request and a JSON answer of at most [`JSON_ANSWER_MAX`] bytes.
-    pub(crate) async fn json<T: DeserializeOwned>(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&impl Serialize>,
-    ) -> Result<T, EnvdError> {
-        self.json_limited(method, path, body, JSON_ANSWER_MAX).await
+    /// An ECHO frame of the link layer (no HTTP/2).
+    async fn echo(&self, payload: Bytes) -> Result<Bytes, ChannelError> {
+        self.link
+            .echo(&payload)
+            .await
+            .map_err(|e| ChannelError::Closed(e.to_string()))
     }
 
-    /// A JSON request and a JSON answer of at most `limit` bytes.
-    pub(crate) async fn json_limited<T: DeserializeOwned>(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&impl Serialize>,
-        limit: usize,
-    ) -> Result<T, EnvdError> {
-        let resp = self.send(method, path, json_body(body)?).await?;
-        let bytes = collect_limited(resp.into_body(), limit, path).await?;
-        serde_json::from_slice(&bytes).map_err(|e| EnvdError::Protocol(format!("{path}: {e}")))
+    fn is_closed(&self) -> bool {
+        self.link.is_closed()
     }
+}
 
-    /// A request whose answer has no body worth reading (drained, not kept).
-    pub(crate) async fn unit(
-        &self,
-        method: Method,
-        path: &str,
-        body: ReqBody,
-    ) -> Result<(), EnvdError> {
-        let resp = self.send(method, path, body).await?;
-        let mut body = resp.into_body();
-        while let Some(Ok(_)) = body.frame().await {}
-        Ok(())
+/// Sends a request over `channel`; non-2xx answers become [`EnvdError::Guest`].
+pub(crate) async fn send(
+    channel: &dyn GuestChannel,
+    method: Method,
+    path: &str,
+    body: ReqBody,
+) -> Result<Response<GuestBody>, EnvdError> {
+    let req = Request::builder()
+        .method(method)
+        .uri(format!("http://envd{path}"))
+        .body(body)
+        .map_err(|e| EnvdError::Protocol(format!("build request {path}: {e}")))?;
+    let resp = channel.send(req).await.map_err(|e| match e {
+        ChannelError::Closed(m) => EnvdError::Channel(m),
+        ChannelError::Request(m) => EnvdError::Protocol(m),
+    })?;
+    if resp.status().is_success() {
+        return Ok(resp);
     }
+    Err(error_of(resp, path).await)
+}
+
+/// A JSON request and a JSON answer of at most [`JSON_ANSWER_MAX`] bytes.
+pub(crate) async fn json<T: DeserializeOwned>(
+    channel: &dyn GuestChannel,
+    method: Method,
+    path: &str,
+    body: Option<&impl Serialize>,
+) -> Result<T, EnvdError> {
+    json_limited(channel, method, path, body, JSON_ANSWER_MAX).await
+}
+
+/// A JSON request and a JSON answer of at most `limit` bytes.
+pub(crate) async fn json_limited<T: DeserializeOwned>(
+    channel: &dyn GuestChannel,
+    method: Method,
+    path: &str,
+    body: Option<&impl Serialize>,
+    limit: usize,
+) -> Result<T, EnvdError> {
+    let resp = send(channel, method, path, json_body(body)?).await?;
+    let bytes = collect_limited(resp.into_body(), limit, path).await?;
+    serde_json::from_slice(&bytes).map_err(|e| EnvdError::Protocol(format!("{path}: {e}")))
+}
+
+/// A request whose answer has no body worth reading (drained, not kept).
+pub(crate) async fn unit(
+    channel: &dyn GuestChannel,
+    method: Method,
+    path: &str,
+    body: ReqBody,
+) -> Result<(), EnvdError> {
+    let resp = send(channel, method, path, body).await?;
+    let mut body = resp.into_body();
+    while let Some(Ok(_)) = body.frame().await {}
+    Ok(())
 }
 
 /// Reads a whole body, refusing one longer than `limit` bytes (the guest decides what it
@@ -209,7 +247,7 @@ pub(crate) fn raw(bytes: Bytes) -> ReqBody {
         .boxed_unsync()
 }
 
-async fn error_of(resp: Response<Incoming>, path: &str) -> EnvdError {
+async fn error_of(resp: Response<GuestBody>, path: &str) -> EnvdError {
     let status = resp.status();
     let mut body = resp.into_body();
     let mut buf = BytesMut::new();
@@ -235,7 +273,7 @@ async fn error_of(resp: Response<Incoming>, path: &str) -> EnvdError {
 
 /// The body's data frames as a stream of bytes; `keep` lives as long as the stream.
 pub(crate) fn byte_stream<K: Send + Sync + 'static>(
-    body: Incoming,
+    body: GuestBody,
     keep: K,
 ) -> BoxStream<'static, Result<Bytes, EnvdError>> {
     futures::stream::unfold((body, keep), |(mut body, keep)| async move {
@@ -256,7 +294,7 @@ pub(crate) fn byte_stream<K: Send + Sync + 'static>(
 /// Parses an NDJSON body into events; a broken stream, a bad line or a line longer than
 /// [`wrenn_protocol::NDJSON_LINE_MAX`] yields `on_error(msg)` and ends.
 pub(crate) fn ndjson<T, K>(
-    body: Incoming,
+    body: GuestBody,
     keep: K,
     on_error: fn(String) -> Option<T>,
 ) -> BoxStream<'static, T>

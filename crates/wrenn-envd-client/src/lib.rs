@@ -1,19 +1,21 @@
 //! Host-side client of envd, the guest agent.
 //!
-//! One [`EnvdClient`] holds one HTTP/2 connection over the capsule's agent channel (the
-//! virtio-serial port's Unix socket on the host). It is cheap to clone; every call is a
-//! separate HTTP/2 stream, so calls run concurrently. The connection closes when the last
-//! clone and the last stream it handed out are dropped; QEMU serves one connection per agent
-//! port at a time, so drop them before connecting again to the same VM.
+//! An [`EnvdClient`] speaks envd's routes over a guest channel ([`wrenn_host::GuestChannel`]):
+//! either one it opens itself on this host with [`EnvdClient::connect`] (an HTTP/2 connection
+//! over the capsule's virtio-serial Unix socket), or one a host hands out
+//! ([`EnvdClient::over`]). It is cheap to clone; every call is a separate request, so calls
+//! run concurrently. A local channel closes when the last clone and the last stream it handed
+//! out are dropped; QEMU serves one connection per agent port at a time, so drop them before
+//! connecting again to the same VM.
 //!
-//! Transport: the link layer of `wrenn_protocol::link` (HELLO/ACK session, DATA frames) under
-//! HTTP/2; routes and encodings are described in docs/envd-protocol.md.
+//! Transport of the local channel: the link layer of `wrenn_protocol::link` (HELLO/ACK
+//! session, DATA frames) under HTTP/2; routes and encodings are described in
+//! docs/envd-protocol.md.
 
 mod conn;
 pub mod ndjson;
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -27,7 +29,9 @@ use wrenn_protocol::{
     HEADER_PID, HEADER_TAG,
 };
 
-use conn::{empty, enc, json_body, ndjson, raw, Conn};
+pub use conn::LinkChannel;
+use conn::{empty, enc, json_body, ndjson, raw};
+use wrenn_host::SharedChannel;
 
 /// What can go wrong talking to envd.
 #[derive(Debug, thiserror::Error)]
@@ -68,17 +72,9 @@ pub struct PtySession {
 }
 
 /// Client of one envd.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct EnvdClient {
-    conn: Arc<Conn>,
-}
-
-impl std::fmt::Debug for EnvdClient {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EnvdClient")
-            .field("session", &self.conn.link.session())
-            .finish()
-    }
+    channel: SharedChannel,
 }
 
 fn selector(sel: &ProcessSelector) -> String {
@@ -102,8 +98,8 @@ impl EnvdClient {
     /// `--listen-unix` socket in tests), retrying until `timeout`, and checks its health.
     pub async fn connect(socket: &Path, timeout: Duration) -> Result<Self, EnvdError> {
         let deadline = Instant::now() + timeout;
-        let conn = Conn::open(socket, timeout).await?;
-        let client = Self { conn };
+        let link = LinkChannel::open(socket, timeout).await?;
+        let client = Self { channel: link };
         let left = deadline
             .saturating_duration_since(Instant::now())
             .max(Duration::from_secs(1));
@@ -121,18 +117,28 @@ impl EnvdClient {
         Ok(client)
     }
 
-    /// True once the channel under this client broke (reconnect with [`EnvdClient::connect`]).
-    pub fn is_closed(&self) -> bool {
-        self.conn.link.is_closed()
+    /// A client over a channel a host handed out (no health check: the host checked).
+    pub fn over(channel: SharedChannel) -> Self {
+        Self { channel }
     }
 
-    /// A raw round trip over the channel (an ECHO frame, no HTTP/2): the baseline latency.
+    /// The channel under this client, to hand out through a host API.
+    pub fn channel(&self) -> SharedChannel {
+        self.channel.clone()
+    }
+
+    /// True once the channel under this client broke (reconnect with [`EnvdClient::connect`]).
+    pub fn is_closed(&self) -> bool {
+        self.channel.is_closed()
+    }
+
+    /// A raw round trip over the channel (on a local link an ECHO frame, no HTTP/2): the
+    /// baseline latency.
     pub async fn echo(&self, payload: Bytes) -> Result<Duration, EnvdError> {
         let t = Instant::now();
         let back = self
-            .conn
-            .link
-            .echo(&payload)
+            .channel
+            .echo(payload.clone())
             .await
             .map_err(|e| EnvdError::Channel(e.to_string()))?;
         if back != payload {
@@ -143,7 +149,7 @@ impl EnvdClient {
 
     /// Health and version.
     pub async fn health(&self) -> Result<Health, EnvdError> {
-        self.conn.json(Method::GET, "/health", None::<&()>).await
+        conn::json(&*self.channel, Method::GET, "/health", None::<&()>).await
     }
 
     /// Runs a command to completion and collects its output: at most
@@ -152,9 +158,14 @@ impl EnvdClient {
     /// gets everything). An answer larger than two full streams is refused, so one call holds
     /// a bounded amount of memory on the host.
     pub async fn exec(&self, req: ExecRequest) -> Result<ExecOutput, EnvdError> {
-        self.conn
-            .json_limited(Method::POST, "/exec", Some(&req), conn::exec_answer_max())
-            .await
+        conn::json_limited(
+            &*self.channel,
+            Method::POST,
+            "/exec",
+            Some(&req),
+            conn::exec_answer_max(),
+        )
+        .await
     }
 
     async fn process_stream(
@@ -163,8 +174,8 @@ impl EnvdClient {
         path: &str,
         body: conn::ReqBody,
     ) -> Result<ProcessStream, EnvdError> {
-        let resp = self.conn.send(method, path, body).await?;
-        let mut events = ndjson(resp.into_body(), self.conn.clone(), process_error);
+        let resp = conn::send(&*self.channel, method, path, body).await?;
+        let mut events = ndjson(resp.into_body(), self.channel.clone(), process_error);
         match events.next().await {
             Some(ProcessEvent::Started { pid }) => Ok(ProcessStream { pid, events }),
             Some(ProcessEvent::Error { message }) => Err(EnvdError::Channel(message)),
@@ -182,24 +193,24 @@ impl EnvdClient {
 
     /// Starts a background process (output buffered in the guest for later attach).
     pub async fn start_background(&self, req: ExecRequest) -> Result<ProcessInfo, EnvdError> {
-        self.conn.json(Method::POST, "/processes", Some(&req)).await
+        conn::json(&*self.channel, Method::POST, "/processes", Some(&req)).await
     }
 
     /// Background processes and PTY sessions still running.
     pub async fn list_processes(&self) -> Result<Vec<ProcessInfo>, EnvdError> {
-        self.conn.json(Method::GET, "/processes", None::<&()>).await
+        conn::json(&*self.channel, Method::GET, "/processes", None::<&()>).await
     }
 
     /// Sends a signal (e.g. `libc::SIGTERM`) to a tracked process's group.
     pub async fn signal(&self, target: ProcessSelector, signal: i32) -> Result<(), EnvdError> {
         let path = format!("/processes/{}/signal", selector(&target));
-        self.conn
-            .unit(
-                Method::POST,
-                &path,
-                json_body(Some(&SignalRequest { signal }))?,
-            )
-            .await
+        conn::unit(
+            &*self.channel,
+            Method::POST,
+            &path,
+            json_body(Some(&SignalRequest { signal }))?,
+        )
+        .await
     }
 
     /// Attaches to a background process: replays buffered output, then follows it.
@@ -215,7 +226,7 @@ impl EnvdClient {
         path: &str,
         body: conn::ReqBody,
     ) -> Result<PtySession, EnvdError> {
-        let resp = self.conn.send(method, path, body).await?;
+        let resp = conn::send(&*self.channel, method, path, body).await?;
         let header = |name: &str| {
             resp.headers()
                 .get(name)
@@ -227,7 +238,7 @@ impl EnvdClient {
         let pid = header(HEADER_PID)
             .and_then(|p| p.parse().ok())
             .ok_or_else(|| EnvdError::Protocol(format!("{path}: no {HEADER_PID} header")))?;
-        let output = ndjson(resp.into_body(), self.conn.clone(), pty_error);
+        let output = ndjson(resp.into_body(), self.channel.clone(), pty_error);
         Ok(PtySession { tag, pid, output })
     }
 
@@ -245,33 +256,48 @@ impl EnvdClient {
 
     /// Sends keystrokes to a PTY session.
     pub async fn pty_input(&self, tag: &str, data: Bytes) -> Result<(), EnvdError> {
-        self.conn
-            .unit(Method::POST, &format!("/pty/{}/input", enc(tag)), raw(data))
-            .await
+        conn::unit(
+            &*self.channel,
+            Method::POST,
+            &format!("/pty/{}/input", enc(tag)),
+            raw(data),
+        )
+        .await
     }
 
     /// Resizes a PTY session's terminal.
     pub async fn pty_resize(&self, tag: &str, cols: u16, rows: u16) -> Result<(), EnvdError> {
         let body = json_body(Some(&PtyResize { cols, rows }))?;
-        self.conn
-            .unit(Method::POST, &format!("/pty/{}/resize", enc(tag)), body)
-            .await
+        conn::unit(
+            &*self.channel,
+            Method::POST,
+            &format!("/pty/{}/resize", enc(tag)),
+            body,
+        )
+        .await
     }
 
     /// Kills a PTY session's process.
     pub async fn pty_kill(&self, tag: &str) -> Result<(), EnvdError> {
-        self.conn
-            .unit(Method::POST, &format!("/pty/{}/kill", enc(tag)), empty())
-            .await
+        conn::unit(
+            &*self.channel,
+            Method::POST,
+            &format!("/pty/{}/kill", enc(tag)),
+            empty(),
+        )
+        .await
     }
 
     /// Streams a file's bytes.
     pub async fn read_file(&self, path: &str) -> Result<ByteStream, EnvdError> {
-        let resp = self
-            .conn
-            .send(Method::GET, &format!("/files?path={}", enc(path)), empty())
-            .await?;
-        Ok(conn::byte_stream(resp.into_body(), self.conn.clone()))
+        let resp = conn::send(
+            &*self.channel,
+            Method::GET,
+            &format!("/files?path={}", enc(path)),
+            empty(),
+        )
+        .await?;
+        Ok(conn::byte_stream(resp.into_body(), self.channel.clone()))
     }
 
     /// Writes a file from a stream of bytes (created or truncated; parents created).
@@ -297,7 +323,7 @@ impl EnvdClient {
         let body = BodyExt::boxed_unsync(StreamBody::new(
             body.map(|r| r.map(hyper::body::Frame::data)),
         ));
-        let resp = self.conn.send(Method::PUT, &q, body).await?;
+        let resp = conn::send(&*self.channel, Method::PUT, &q, body).await?;
         let bytes = conn::collect_limited(
             resp.into_body(),
             conn::JSON_ANSWER_MAX,
@@ -321,10 +347,13 @@ impl EnvdClient {
         let body = BodyExt::boxed_unsync(StreamBody::new(
             upstream.map(|r| r.map(hyper::body::Frame::data)),
         ));
-        let resp = self
-            .conn
-            .send(Method::POST, &format!("/ports/{port}"), body)
-            .await?;
+        let resp = conn::send(
+            &*self.channel,
+            Method::POST,
+            &format!("/ports/{port}"),
+            body,
+        )
+        .await?;
         tokio::spawn(async move {
             let mut buf = vec![0u8; 64 * 1024];
             loop {
@@ -359,57 +388,61 @@ impl EnvdClient {
 
     /// Stat of one path (symlinks not followed).
     pub async fn stat(&self, path: &str) -> Result<EntryInfo, EnvdError> {
-        self.conn
-            .json(
-                Method::GET,
-                &format!("/files/stat?path={}", enc(path)),
-                None::<&()>,
-            )
-            .await
+        conn::json(
+            &*self.channel,
+            Method::GET,
+            &format!("/files/stat?path={}", enc(path)),
+            None::<&()>,
+        )
+        .await
     }
 
     /// Entries under a directory, down to `depth` levels (1 = direct children).
     pub async fn list(&self, path: &str, depth: u32) -> Result<Vec<EntryInfo>, EnvdError> {
-        self.conn
-            .json(
-                Method::GET,
-                &format!("/files/list?path={}&depth={depth}", enc(path)),
-                None::<&()>,
-            )
-            .await
+        conn::json(
+            &*self.channel,
+            Method::GET,
+            &format!("/files/list?path={}&depth={depth}", enc(path)),
+            None::<&()>,
+        )
+        .await
     }
 
     /// Creates a directory and its parents; `AlreadyExists` when it exists.
     pub async fn mkdir(&self, path: &str) -> Result<EntryInfo, EnvdError> {
-        self.conn
-            .json(
-                Method::POST,
-                &format!("/files/mkdir?path={}", enc(path)),
-                None::<&()>,
-            )
-            .await
+        conn::json(
+            &*self.channel,
+            Method::POST,
+            &format!("/files/mkdir?path={}", enc(path)),
+            None::<&()>,
+        )
+        .await
     }
 
     /// Removes a file or a directory tree.
     pub async fn remove(&self, path: &str) -> Result<(), EnvdError> {
-        self.conn
-            .unit(
-                Method::DELETE,
-                &format!("/files?path={}", enc(path)),
-                empty(),
-            )
-            .await
+        conn::unit(
+            &*self.channel,
+            Method::DELETE,
+            &format!("/files?path={}", enc(path)),
+            empty(),
+        )
+        .await
     }
 
     /// CPU, memory and disk use.
     pub async fn metrics(&self) -> Result<Metrics, EnvdError> {
-        self.conn.json(Method::GET, "/metrics", None::<&()>).await
+        conn::json(&*self.channel, Method::GET, "/metrics", None::<&()>).await
     }
 
     /// After a restore: sets the clock and re-seeds the random pool.
     pub async fn restore(&self, req: RestoreRequest) -> Result<(), EnvdError> {
-        self.conn
-            .unit(Method::POST, "/restore", json_body(Some(&req))?)
-            .await
+        conn::unit(
+            &*self.channel,
+            Method::POST,
+            "/restore",
+            json_body(Some(&req))?,
+        )
+        .await
     }
 }

@@ -2,12 +2,15 @@
 //!
 //! The control plane authenticates, keeps durable state and maps teams to capsules; a host
 //! agent runs the capsules. [`HostApi`] is the seam between them. In `wrenn server` the agent's
-//! capsule manager implements it in-process. Guest-level calls (exec, files, processes, PTY)
-//! go straight to the capsule's [`EnvdClient`], obtained with [`HostApi::guest`], so streams
-//! are forwarded without translation.
+//! capsule manager implements it in-process; every type that crosses it is plain data that
+//! serialises, so the same trait can be served over the network. Guest-level calls (exec,
+//! files, processes, PTY) go over the capsule's [`GuestChannel`], obtained with
+//! [`HostApi::guest`], so streams are forwarded without translation.
 
 use serde::{Deserialize, Serialize};
-pub use wrenn_envd_client::EnvdClient;
+
+mod guest;
+pub use guest::{ChannelError, GuestBody, GuestChannel, SharedChannel};
 
 mod network;
 pub use network::{
@@ -124,8 +127,10 @@ pub struct Capacity {
     pub memory_mb_used: u64,
 }
 
-/// Errors of the host API; each maps to one contract error code.
-#[derive(Debug, thiserror::Error)]
+/// Errors of the host API. The variant is the error's code and carries a human message; it
+/// serialises as `{"code": "not_found", "message": "..."}` so a remote host keeps its meaning.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(tag = "code", content = "message", rename_all = "snake_case")]
 pub enum HostError {
     /// No such capsule or template (404 `not_found`).
     #[error("{0} not found")]
@@ -144,10 +149,25 @@ pub enum HostError {
     Capacity(String),
     /// The guest agent failed or did not answer (502 `agent_error`).
     #[error("guest agent: {0}")]
-    Agent(#[from] wrenn_envd_client::EnvdError),
+    Agent(String),
     /// Anything else (500 `internal_error`).
     #[error("{0}")]
     Internal(String),
+}
+
+impl HostError {
+    /// The error's code as it travels (`not_found`, `invalid_state`…).
+    pub fn code(&self) -> &'static str {
+        match self {
+            HostError::NotFound(_) => "not_found",
+            HostError::InvalidState(_) => "invalid_state",
+            HostError::Conflict(_) => "conflict",
+            HostError::InvalidRequest(_) => "invalid_request",
+            HostError::Capacity(_) => "capacity",
+            HostError::Agent(_) => "agent",
+            HostError::Internal(_) => "internal",
+        }
+    }
 }
 
 /// What a control plane asks of a host agent.
@@ -168,8 +188,8 @@ pub trait HostApi: Send + Sync + 'static {
     /// Replaces the egress policy of a capsule: live when it runs, at resume when paused.
     /// A policy that does not validate is `InvalidRequest`.
     async fn set_network(&self, id: &str, policy: NetworkPolicy) -> Result<CapsuleInfo, HostError>;
-    /// The envd client of a running capsule (`InvalidState` unless running).
-    async fn guest(&self, id: &str) -> Result<EnvdClient, HostError>;
+    /// The guest channel of a running capsule (`InvalidState` unless running).
+    async fn guest(&self, id: &str) -> Result<SharedChannel, HostError>;
     /// Makes a snapshot template `name` from a running capsule, which keeps running.
     /// An existing `name` is a `Conflict` unless `overwrite`.
     async fn snapshot(
@@ -188,5 +208,35 @@ pub trait HostApi: Send + Sync + 'static {
     /// that reports none (the control plane's periodic health pass still finds them).
     fn events(&self) -> Option<tokio::sync::broadcast::Receiver<HostEvent>> {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_errors_travel_as_code_and_message() {
+        let e = HostError::InvalidState("capsule cl-x is paused".into());
+        let wire = serde_json::to_value(&e).unwrap();
+        assert_eq!(
+            wire,
+            serde_json::json!({"code": "invalid_state", "message": "capsule cl-x is paused"})
+        );
+        assert_eq!(wire["code"], e.code());
+        let back: HostError = serde_json::from_value(wire).unwrap();
+        assert_eq!(back, e);
+        for e in [
+            HostError::NotFound("a".into()),
+            HostError::Conflict("b".into()),
+            HostError::InvalidRequest("c".into()),
+            HostError::Capacity("d".into()),
+            HostError::Agent("e".into()),
+            HostError::Internal("f".into()),
+        ] {
+            let wire = serde_json::to_value(&e).unwrap();
+            assert_eq!(wire["code"], e.code(), "{wire}");
+            assert_eq!(serde_json::from_value::<HostError>(wire).unwrap(), e);
+        }
     }
 }

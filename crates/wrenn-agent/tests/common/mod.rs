@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use wrenn_agent::{AgentConfig, CapsuleManager};
-use wrenn_host::{CapsuleInfo, CreateCapsule, EnvdClient, HostApi};
+use wrenn_envd_client::EnvdClient;
+use wrenn_host::{CapsuleInfo, CreateCapsule, HostApi};
 use wrenn_protocol::{ExecOutput, ExecRequest};
 
 /// The shared cache of built images and template snapshots.

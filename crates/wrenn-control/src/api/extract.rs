@@ -7,7 +7,7 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
-use wrenn_host::EnvdClient;
+use wrenn_envd_client::EnvdClient;
 
 use crate::auth::Auth;
 use crate::error::ApiError;
@@ -118,7 +118,7 @@ impl AppState {
                 row.status
             )));
         }
-        let client = self.host.guest(id).await?;
+        let client = EnvdClient::over(self.host.guest(id).await?);
         self.activity.touch(id).await;
         Ok((row, client))
     }

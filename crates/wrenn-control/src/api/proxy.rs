@@ -145,7 +145,7 @@ async fn forward(
             row.status
         )));
     }
-    let guest = state.host.guest(id).await?;
+    let guest = wrenn_envd_client::EnvdClient::over(state.host.guest(id).await?);
     let tunnel = guest.connect_port(port).await.map_err(|e| {
         ApiError::agent(format!(
             "port {port} of capsule {id} does not answer yet: {e}"

@@ -7,9 +7,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use wrenn_envd_client::EnvdClient;
 use wrenn_host::{
-    Capacity, CapsuleInfo, CreateCapsule, EnvdClient, HostApi, HostError, HostStatus, TemplateInfo,
-    TemplateKind,
+    Capacity, CapsuleInfo, CreateCapsule, HostApi, HostError, HostStatus, SharedChannel,
+    TemplateInfo, TemplateKind,
 };
 
 /// One capsule of the fake.
@@ -97,7 +98,9 @@ impl FakeHost {
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| HostError::Internal(format!("spawn envd: {e}")))?;
-        let client = EnvdClient::connect(&sock, Duration::from_secs(60)).await?;
+        let client = EnvdClient::connect(&sock, Duration::from_secs(60))
+            .await
+            .map_err(|e| HostError::Agent(e.to_string()))?;
         Ok((child, client))
     }
 }
@@ -234,7 +237,7 @@ impl HostApi for FakeHost {
         Ok(held.info.clone())
     }
 
-    async fn guest(&self, id: &str) -> Result<EnvdClient, HostError> {
+    async fn guest(&self, id: &str) -> Result<SharedChannel, HostError> {
         let caps = self.caps.lock().unwrap();
         let h = caps.get(id).ok_or_else(|| HostError::NotFound(id.into()))?;
         if h.info.status != HostStatus::Running {
@@ -242,7 +245,7 @@ impl HostApi for FakeHost {
         }
         h.envd
             .as_ref()
-            .map(|(_, c)| c.clone())
+            .map(|(_, c)| c.channel())
             .ok_or_else(|| HostError::InvalidState("fake host has no guest agent".into()))
     }
 
