@@ -7,8 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::api::error::ApiError;
 use crate::auth::authenticate;
-use crate::error::ApiError;
 use crate::ids;
 use crate::state::AppState;
 use crate::store::CapsuleRow;

@@ -3,31 +3,10 @@
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
-use crate::error::ApiError;
+use crate::api::error::ApiError;
+use crate::core::events::Actor;
 use crate::ids;
 use crate::state::AppState;
-
-/// Who did something, as events show it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Actor {
-    /// `api_key` or `system`.
-    pub kind: &'static str,
-    /// Key id, or `system`.
-    pub id: String,
-    /// Key name, or what the system did.
-    pub name: String,
-}
-
-impl Actor {
-    /// The system itself (TTL pauses, reconciliation).
-    pub fn system(name: &str) -> Self {
-        Self {
-            kind: "system",
-            id: "system".into(),
-            name: name.into(),
-        }
-    }
-}
 
 /// An authenticated caller: the team its key belongs to.
 #[derive(Debug, Clone)]

@@ -30,7 +30,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tower::ServiceExt;
 
-use crate::error::ApiError;
+use crate::api::error::ApiError;
 
 /// Limits of connection handling.
 #[derive(Debug, Clone, Copy)]

@@ -6,18 +6,14 @@
 //! ([`create_team`], [`list_teams`], [`remove_team`]) and [`serve`].
 
 pub mod access;
-pub mod activity;
-pub mod admission;
 pub mod api;
 pub mod auth;
-pub mod background;
 pub mod config;
 pub mod conn;
+pub mod core;
 pub mod error;
-pub mod events;
 pub mod ids;
 pub mod keys;
-pub mod lifecycle;
 pub mod limits;
 pub mod state;
 pub mod store;
@@ -28,8 +24,9 @@ use std::sync::Arc;
 
 use wrenn_host::HostApi;
 
+pub use api::error::ApiError;
 pub use config::{ControlConfig, DEFAULT_MAX_WRITE_BYTES};
-pub use error::{ApiError, ControlError};
+pub use error::ControlError;
 pub use keys::{
     bootstrap_admin, create_key, create_team, create_team_key, existing_team_keys, list_keys,
     list_team_keys, list_teams, remove_key, remove_team, remove_team_key, KeyError, ADMIN_TEAM,
@@ -63,8 +60,8 @@ pub async fn serve_on(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ControlError> {
     let state = AppState::new(config, store, host);
-    background::reconcile(&state).await?;
-    let tasks = background::spawn(state.clone());
+    core::background::reconcile(&state.core).await?;
+    let tasks = core::background::spawn(state.core.clone());
     let stopping = state.stopping.clone();
     let app = api::router(state.clone());
     tracing::info!(addr = ?listener.local_addr().ok(), "control plane listening");

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use crate::error::ApiError;
+use crate::api::error::ApiError;
 
 /// Counts the WebSockets each API key holds open.
 #[derive(Clone)]

@@ -1,64 +1,37 @@
-//! Shared state of the HTTP handlers and background tasks.
+//! Shared state of the HTTP handlers: the core, and what only the HTTP front end needs.
 
 use std::ops::Deref;
 use std::sync::Arc;
 
 use wrenn_host::HostApi;
 
-use crate::activity::Activity;
-use crate::admission::Admission;
 use crate::config::ControlConfig;
-use crate::events::Events;
+use crate::core::Core;
 use crate::limits::WsSlots;
 use crate::store::Store;
-use crate::telemetry::Telemetry;
 
-/// Everything a handler needs; cheap to clone.
+/// Everything a handler needs; cheap to clone. Derefs to the [`Core`].
 #[derive(Clone)]
-pub struct AppState(Arc<Inner>);
-
-/// The parts of [`AppState`].
-pub struct Inner {
-    /// Settings.
-    pub config: ControlConfig,
-    /// Durable state.
-    pub store: Store,
-    /// The host agent.
-    pub host: Arc<dyn HostApi>,
-    /// Event bus.
-    pub events: Events,
-    /// Prometheus metrics.
-    pub telemetry: Telemetry,
-    /// Open streams and activity stamps.
-    pub activity: Activity,
-    /// Create admission (capacity, concurrency).
-    pub admission: Admission,
+pub struct AppState {
+    /// The control-plane core.
+    pub core: Core,
     /// Open WebSockets per API key.
-    pub ws_slots: WsSlots,
+    pub ws_slots: Arc<WsSlots>,
     /// Becomes true when the server shuts down; long-lived streams end on it.
-    pub stopping: tokio::sync::watch::Sender<bool>,
+    pub stopping: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl AppState {
     /// State over a store and a host.
     pub fn new(config: ControlConfig, store: Store, host: Arc<dyn HostApi>) -> Self {
-        let admission = Admission::new(config.max_concurrent_creates, config.create_queue_timeout);
-        let ws_slots = WsSlots::new(config.max_websockets_per_key);
-        Self(Arc::new(Inner {
+        let ws_slots = Arc::new(WsSlots::new(config.max_websockets_per_key));
+        Self {
+            core: Core::new(config, store, host),
             ws_slots,
-            activity: Activity::new(store.clone()),
-            config,
-            store,
-            host,
-            events: Events::new(),
-            telemetry: Telemetry::new(),
-            admission,
-            stopping: tokio::sync::watch::channel(false).0,
-        }))
+            stopping: Arc::new(tokio::sync::watch::channel(false).0),
+        }
     }
-}
 
-impl AppState {
     /// Resolves when the server is shutting down.
     pub fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
         let mut rx = self.stopping.subscribe();
@@ -69,8 +42,8 @@ impl AppState {
 }
 
 impl Deref for AppState {
-    type Target = Inner;
-    fn deref(&self) -> &Inner {
-        &self.0
+    type Target = Core;
+    fn deref(&self) -> &Core {
+        &self.core
     }
 }

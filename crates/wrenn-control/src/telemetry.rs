@@ -165,7 +165,7 @@ impl Telemetry {
 
     /// Sets the capsule gauge from counts by status (statuses absent are set to 0).
     pub fn set_capsule_counts(&self, counts: &[(String, i64)]) {
-        for status in crate::api::views::STATUSES {
+        for status in crate::core::status::CapsuleStatus::ALL.map(|s| s.as_str()) {
             let n = counts
                 .iter()
                 .find(|(s, _)| s == status)
@@ -173,7 +173,7 @@ impl Telemetry {
                 .unwrap_or(0);
             self.capsules
                 .get_or_create(&StatusLabels {
-                    status: (*status).to_owned(),
+                    status: status.to_owned(),
                 })
                 .set(n);
         }

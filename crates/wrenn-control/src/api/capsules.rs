@@ -15,10 +15,11 @@ use wrenn_host::NetworkPolicy;
 use super::extract::{ApiJson, Params};
 use super::views;
 use crate::access::PortsMode;
+use crate::api::error::ApiError;
 use crate::auth::Auth;
-use crate::error::ApiError;
+use crate::core::lifecycle::CreateSpec;
+use crate::core::status::CapsuleStatus;
 use crate::ids;
-use crate::lifecycle::CreateSpec;
 use crate::state::AppState;
 
 /// Body of `POST /v1/capsules`.
@@ -172,7 +173,7 @@ pub async fn pause(
     params: Params,
 ) -> Result<Json<Value>, ApiError> {
     let row = state.team_capsule(&auth, params.capsule_id()?).await?;
-    let row = state.pause_capsule(&row, &auth.actor, None).await?;
+    let row = state.pause_capsule(&row, &auth.actor).await?;
     Ok(Json(views::capsule(&row)))
 }
 
@@ -194,7 +195,7 @@ pub async fn ping(
     params: Params,
 ) -> Result<StatusCode, ApiError> {
     let row = state.team_capsule(&auth, params.capsule_id()?).await?;
-    if row.status == "stopped" {
+    if row.status == CapsuleStatus::Stopped {
         return Err(ApiError::invalid_state(format!(
             "capsule {} is stopped",
             row.id

@@ -12,8 +12,8 @@ use serde_json::{json, Value};
 use wrenn_protocol::{ExecRequest, ProcessSelector};
 
 use super::extract::{ApiJson, ApiQuery, Params};
+use crate::api::error::ApiError;
 use crate::auth::Auth;
-use crate::error::ApiError;
 use crate::ids;
 use crate::state::AppState;
 

@@ -9,8 +9,8 @@ use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 use wrenn_envd_client::EnvdClient;
 
+use crate::api::error::ApiError;
 use crate::auth::Auth;
-use crate::error::ApiError;
 use crate::ids;
 use crate::state::AppState;
 use crate::store::CapsuleRow;
@@ -112,7 +112,7 @@ impl AppState {
         id: &str,
     ) -> Result<(CapsuleRow, EnvdClient), ApiError> {
         let row = self.team_capsule(auth, id).await?;
-        if row.status != "running" {
+        if row.status != crate::core::status::CapsuleStatus::Running {
             return Err(ApiError::invalid_state(format!(
                 "capsule {id} is {}, not running",
                 row.status

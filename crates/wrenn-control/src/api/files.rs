@@ -15,8 +15,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use wrenn_protocol::WriteOptions;
 
 use super::extract::{guest_path, ApiJson, Params};
+use crate::api::error::ApiError;
 use crate::auth::Auth;
-use crate::error::ApiError;
 use crate::state::AppState;
 
 /// `{path}` bodies.

@@ -2,6 +2,7 @@
 //! One file per resource; this module assembles the router.
 
 pub mod capsules;
+pub mod error;
 pub mod exec;
 pub mod extract;
 pub mod files;
@@ -25,7 +26,7 @@ use axum::routing::{delete, get, post, put, MethodRouter};
 use axum::Router;
 use tower_http::trace::TraceLayer;
 
-use crate::error::ApiError;
+use crate::api::error::ApiError;
 use crate::state::AppState;
 
 /// One route of the router: method and path template.

@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use hyper_util::rt::TokioIo;
 
 use crate::access::{PortCredentials, PortsMode};
-use crate::error::ApiError;
+use crate::api::error::ApiError;
 use crate::state::AppState;
 
 /// Request headers that carry the caller's credentials to us, removed before forwarding.
@@ -139,7 +139,7 @@ async fn forward(
         .ok_or_else(|| ApiError::not_found(format!("capsule {id} not found")))?;
     state.authorize_port(&row, &credentials(&req)).await?;
     strip_credentials(&mut req, PortsMode::from_stored(&row.ports))?;
-    if row.status != "running" {
+    if row.status != crate::core::status::CapsuleStatus::Running {
         return Err(ApiError::unavailable(format!(
             "capsule {id} is {}; port {port} answers only while it runs",
             row.status

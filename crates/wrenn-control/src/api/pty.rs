@@ -17,9 +17,9 @@ use wrenn_protocol::{PtyEvent, PtyStart};
 
 use super::extract::Params;
 use super::ws::Upgrade;
-use crate::activity::StreamGuard;
+use crate::api::error::ApiError;
 use crate::auth::Auth;
-use crate::error::ApiError;
+use crate::core::activity::StreamGuard;
 use crate::state::AppState;
 
 /// Client text messages.

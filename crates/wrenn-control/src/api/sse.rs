@@ -8,8 +8,8 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::stream::{self, Stream, StreamExt};
 use tokio_stream::wrappers::BroadcastStream;
 
+use super::views;
 use crate::auth::Auth;
-use crate::events;
 use crate::state::AppState;
 
 /// The event stream: `connected` first, then the team's events, keep-alive comments between.
@@ -19,16 +19,15 @@ pub async fn stream(
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let team = auth.team_id.clone();
     let rx = BroadcastStream::new(state.events.subscribe());
-    let first = stream::once(async { Ok(Event::default().data(events::connected().to_string())) });
+    let first = stream::once(async { Ok(Event::default().data(views::connected().to_string())) });
     let rest = rx.filter_map(move |msg| {
         let team = team.clone();
         async move {
             match msg {
                 Ok(ev) if ev.team_id == team => {
-                    let name = ev.payload["event"].as_str().unwrap_or("message").to_owned();
-                    Some(Ok(Event::default()
-                        .event(name)
-                        .data(ev.payload.to_string())))
+                    let payload = views::event(&ev);
+                    let name = payload["event"].as_str().unwrap_or("message").to_owned();
+                    Some(Ok(Event::default().event(name).data(payload.to_string())))
                 }
                 Ok(_) => None,
                 Err(e) => {

@@ -9,8 +9,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::extract::{ApiJson, Params};
+use crate::api::error::ApiError;
 use crate::auth::AdminAuth;
-use crate::error::ApiError;
 use crate::keys;
 use crate::state::AppState;
 use crate::store::{KeyInfo, Team};

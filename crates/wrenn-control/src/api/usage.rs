@@ -10,8 +10,8 @@ use serde_json::{json, Value};
 
 use super::extract::{ApiQuery, Params};
 use super::views::rfc3339_secs;
+use crate::api::error::ApiError;
 use crate::auth::Auth;
-use crate::error::ApiError;
 use crate::state::AppState;
 
 /// `?range=` query.
@@ -78,7 +78,10 @@ pub async fn stats(
     let range = q.range.unwrap_or_else(|| "5m".into());
     let secs = range_secs(&range, &["5m", "1h", "6h", "24h", "30d"])?;
     let live = state.store.list_team_capsules(&auth.team_id).await?;
-    let running: Vec<_> = live.iter().filter(|c| c.status == "running").collect();
+    let running: Vec<_> = live
+        .iter()
+        .filter(|c| c.status == crate::core::status::CapsuleStatus::Running)
+        .collect();
     let cur_running = running.len() as i64;
     let cur_vcpus: i64 = running.iter().map(|c| c.vcpus).sum();
     let cur_mem: i64 = running.iter().map(|c| c.memory_mb).sum();

@@ -1,50 +1,16 @@
-//! JSON shapes of the contract: capsules, templates, timestamps, statuses.
+//! JSON shapes of the contract: capsules, templates, events, timestamps.
 
-use serde_json::{json, Value};
-use wrenn_host::{HostStatus, NetworkInfo, NetworkPolicy, TemplateInfo, TemplateKind};
+use serde_json::{json, Map, Value};
+use wrenn_host::{NetworkInfo, NetworkPolicy, TemplateInfo, TemplateKind};
 
+use crate::core::events::{CapsuleAction, Event, EventKind};
 use crate::store::{CapsuleRow, TemplateRow};
 
-/// Every capsule status of the contract.
-pub const STATUSES: &[&str] = &[
-    "pending",
-    "starting",
-    "running",
-    "pausing",
-    "paused",
-    "snapshotting",
-    "resuming",
-    "stopping",
-    "hibernated",
-    "stopped",
-    "missing",
-    "error",
-];
-
-/// Unix ms as RFC 3339 with `Z`.
-pub fn rfc3339(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
+pub use crate::store::rfc3339;
 
 /// Unix seconds as RFC 3339 with `Z`.
 pub fn rfc3339_secs(s: i64) -> String {
     rfc3339(s.saturating_mul(1000))
-}
-
-/// The contract status of a host status.
-pub fn host_status(s: HostStatus) -> &'static str {
-    match s {
-        HostStatus::Starting => "starting",
-        HostStatus::Running => "running",
-        HostStatus::Pausing => "pausing",
-        HostStatus::Paused => "paused",
-        HostStatus::Resuming => "resuming",
-        HostStatus::Snapshotting => "snapshotting",
-        HostStatus::Stopping => "stopping",
-        HostStatus::Error => "error",
-    }
 }
 
 /// The capsule object, its network as last stored.
@@ -75,7 +41,7 @@ pub fn capsule_with_network(row: &CapsuleRow, live: Option<&NetworkInfo>) -> Val
     let metadata: Value = serde_json::from_str(&row.metadata).unwrap_or_else(|_| json!({}));
     json!({
         "id": row.id,
-        "status": row.status,
+        "status": row.status.as_str(),
         "template": row.template,
         "vcpus": row.vcpus,
         "memory_mb": row.memory_mb,
@@ -124,4 +90,76 @@ pub fn base_template(t: &TemplateInfo) -> Value {
 /// True for a base template of the host.
 pub fn is_base(t: &TemplateInfo) -> bool {
     t.kind == TemplateKind::Base
+}
+
+/// The event name of an action.
+fn action_name(a: CapsuleAction) -> &'static str {
+    match a {
+        CapsuleAction::Create => "capsule.create",
+        CapsuleAction::Pause => "capsule.pause",
+        CapsuleAction::Resume => "capsule.resume",
+        CapsuleAction::Destroy => "capsule.destroy",
+    }
+}
+
+/// The SSE JSON of an event: `event`, `resource`, `actor`, `metadata`, `sandbox`,
+/// `timestamp`, and for actions `outcome` (and `error` when it failed).
+pub fn event(ev: &Event) -> Value {
+    let mut metadata = Map::new();
+    let (name, resource_id, resource_type, sandbox) = match &ev.kind {
+        EventKind::StateChanged { capsule, from, to } => {
+            metadata.insert("from".into(), Value::String(from.as_str().into()));
+            metadata.insert("to".into(), Value::String(to.as_str().into()));
+            (
+                "capsule.state.changed",
+                capsule.id.clone(),
+                "capsule",
+                Some(self::capsule(capsule)),
+            )
+        }
+        EventKind::Capsule {
+            action,
+            capsule,
+            reason,
+        } => {
+            if let Some(r) = reason {
+                metadata.insert("reason".into(), Value::String(r.clone()));
+            }
+            (
+                action_name(*action),
+                capsule.id.clone(),
+                "capsule",
+                Some(self::capsule(capsule)),
+            )
+        }
+        EventKind::SnapshotCreated { name, capsule_id } => {
+            metadata.insert("sandbox_id".into(), Value::String(capsule_id.clone()));
+            ("template.snapshot.create", name.clone(), "template", None)
+        }
+        EventKind::SnapshotDeleted { name } => {
+            ("template.snapshot.delete", name.clone(), "template", None)
+        }
+    };
+    let mut v = json!({
+        "event": name,
+        "resource": {"id": resource_id, "type": resource_type},
+        "actor": {"type": ev.actor.kind, "id": ev.actor.id, "name": ev.actor.name},
+        "metadata": metadata,
+        "sandbox": sandbox,
+        "timestamp": rfc3339(ev.at_ms),
+    });
+    match &ev.outcome {
+        Some(Ok(())) => v["outcome"] = Value::String("success".into()),
+        Some(Err(e)) => {
+            v["outcome"] = Value::String("error".into());
+            v["error"] = Value::String(e.clone());
+        }
+        None => {}
+    }
+    v
+}
+
+/// The first event of every stream.
+pub fn connected() -> Value {
+    json!({"event": "connected", "timestamp": rfc3339(crate::store::now_ms())})
 }

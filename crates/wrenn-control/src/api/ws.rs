@@ -16,9 +16,9 @@ use wrenn_protocol::{ExecRequest, ProcessEvent};
 use super::exec::selector;
 use super::extract::Params;
 use super::utf8::Utf8Decoder;
-use crate::activity::StreamGuard;
+use crate::api::error::ApiError;
 use crate::auth::Auth;
-use crate::error::ApiError;
+use crate::core::activity::StreamGuard;
 use crate::state::AppState;
 
 /// Client messages of the exec stream.

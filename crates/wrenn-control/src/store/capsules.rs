@@ -1,6 +1,7 @@
 //! Capsule rows.
 
 use super::{now_ms, QueryContext, Store, StoreError};
+use crate::core::status::CapsuleStatus;
 
 /// A capsule as stored.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -9,8 +10,9 @@ pub struct CapsuleRow {
     pub id: String,
     /// Owning team.
     pub team_id: String,
-    /// Contract status name.
-    pub status: String,
+    /// Lifecycle status.
+    #[sqlx(try_from = "String")]
+    pub status: CapsuleStatus,
     /// Template name as the client gave it.
     pub template: String,
     /// Host-level template name it was created from.
@@ -53,7 +55,7 @@ pub struct NewCapsule {
     /// Owning team.
     pub team_id: String,
     /// Initial status.
-    pub status: String,
+    pub status: CapsuleStatus,
     /// Template name as given.
     pub template: String,
     /// Host template name.
@@ -88,7 +90,7 @@ impl Store {
         ))
         .bind(&c.id)
         .bind(&c.team_id)
-        .bind(&c.status)
+        .bind(c.status.as_str())
         .bind(&c.template)
         .bind(&c.host_template)
         .bind(c.vcpus)
@@ -137,10 +139,12 @@ impl Store {
     /// A team's capsules, leaving out stopped and error ones.
     pub async fn list_team_capsules(&self, team_id: &str) -> Result<Vec<CapsuleRow>, StoreError> {
         sqlx::query_as::<_, CapsuleRow>(&format!(
-            "SELECT {COLS} FROM capsules WHERE team_id = $1 AND status NOT IN ('stopped', 'error') \
+            "SELECT {COLS} FROM capsules WHERE team_id = $1 AND status NOT IN ($2, $3) \
              ORDER BY created_at"
         ))
         .bind(team_id)
+        .bind(CapsuleStatus::Stopped.as_str())
+        .bind(CapsuleStatus::Error.as_str())
         .fetch_all(self.pool())
         .await
         .ctx("list capsules")
@@ -149,8 +153,9 @@ impl Store {
     /// Every capsule not stopped, all teams.
     pub async fn list_live_capsules(&self) -> Result<Vec<CapsuleRow>, StoreError> {
         sqlx::query_as::<_, CapsuleRow>(&format!(
-            "SELECT {COLS} FROM capsules WHERE status <> 'stopped' ORDER BY created_at"
+            "SELECT {COLS} FROM capsules WHERE status <> $1 ORDER BY created_at"
         ))
+        .bind(CapsuleStatus::Stopped.as_str())
         .fetch_all(self.pool())
         .await
         .ctx("list live capsules")
@@ -160,11 +165,11 @@ impl Store {
     pub async fn set_status(
         &self,
         id: &str,
-        status: &str,
+        status: CapsuleStatus,
         error: Option<&str>,
     ) -> Result<(), StoreError> {
         sqlx::query("UPDATE capsules SET status = $1, error = $2, last_updated = $3 WHERE id = $4")
-            .bind(status)
+            .bind(status.as_str())
             .bind(error)
             .bind(now_ms())
             .bind(id)
@@ -175,14 +180,19 @@ impl Store {
     }
 
     /// Sets the status only if it currently is `from`; true when it changed.
-    pub async fn transition(&self, id: &str, from: &str, to: &str) -> Result<bool, StoreError> {
+    pub async fn transition(
+        &self,
+        id: &str,
+        from: CapsuleStatus,
+        to: CapsuleStatus,
+    ) -> Result<bool, StoreError> {
         let r = sqlx::query(
             "UPDATE capsules SET status = $1, error = NULL, last_updated = $2 WHERE id = $3 AND status = $4",
         )
-        .bind(to)
+        .bind(to.as_str())
         .bind(now_ms())
         .bind(id)
-        .bind(from)
+        .bind(from.as_str())
         .execute(self.pool())
         .await
         .ctx("transition capsule status")?;
@@ -193,13 +203,14 @@ impl Store {
     pub async fn mark_running(&self, id: &str) -> Result<(), StoreError> {
         let now = now_ms();
         sqlx::query(
-            "UPDATE capsules SET status = 'running', error = NULL, last_updated = $1, \
+            "UPDATE capsules SET status = $5, error = NULL, last_updated = $1, \
              last_active_at = $2, started_at = COALESCE(started_at, $3) WHERE id = $4",
         )
         .bind(now)
         .bind(now)
         .bind(now)
         .bind(id)
+        .bind(CapsuleStatus::Running.as_str())
         .execute(self.pool())
         .await
         .ctx("mark capsule running")?;
@@ -211,14 +222,16 @@ impl Store {
     pub async fn start_if_starting(&self, id: &str) -> Result<bool, StoreError> {
         let now = now_ms();
         let r = sqlx::query(
-            "UPDATE capsules SET status = 'running', error = NULL, last_updated = $1, \
+            "UPDATE capsules SET status = $5, error = NULL, last_updated = $1, \
              last_active_at = $2, started_at = COALESCE(started_at, $3) \
-             WHERE id = $4 AND status = 'starting'",
+             WHERE id = $4 AND status = $6",
         )
         .bind(now)
         .bind(now)
         .bind(now)
         .bind(id)
+        .bind(CapsuleStatus::Running.as_str())
+        .bind(CapsuleStatus::Starting.as_str())
         .execute(self.pool())
         .await
         .ctx("mark capsule started")?;
@@ -229,18 +242,18 @@ impl Store {
     pub async fn transition_err(
         &self,
         id: &str,
-        from: &str,
-        to: &str,
+        from: CapsuleStatus,
+        to: CapsuleStatus,
         error: &str,
     ) -> Result<bool, StoreError> {
         let r = sqlx::query(
             "UPDATE capsules SET status = $1, error = $2, last_updated = $3 WHERE id = $4 AND status = $5",
         )
-        .bind(to)
+        .bind(to.as_str())
         .bind(error)
         .bind(now_ms())
         .bind(id)
-        .bind(from)
+        .bind(from.as_str())
         .execute(self.pool())
         .await
         .ctx("transition capsule status")?;
@@ -250,13 +263,15 @@ impl Store {
     /// `running` → `pausing` only if the capsule has a TTL and was idle for it at `now`.
     pub async fn pause_if_idle(&self, id: &str, now: i64) -> Result<bool, StoreError> {
         let r = sqlx::query(
-            "UPDATE capsules SET status = 'pausing', error = NULL, last_updated = $1 \
-             WHERE id = $2 AND status = 'running' AND timeout_sec > 0 \
+            "UPDATE capsules SET status = $4, error = NULL, last_updated = $1 \
+             WHERE id = $2 AND status = $5 AND timeout_sec > 0 \
              AND last_active_at + timeout_sec * 1000 <= $3",
         )
         .bind(now_ms())
         .bind(id)
         .bind(now)
+        .bind(CapsuleStatus::Pausing.as_str())
+        .bind(CapsuleStatus::Running.as_str())
         .execute(self.pool())
         .await
         .ctx("start idle pause")?;
@@ -317,19 +332,20 @@ impl Store {
     /// Running capsules with a TTL whose last activity is before `now - timeout_sec`.
     pub async fn idle_capsules(&self, now: i64) -> Result<Vec<CapsuleRow>, StoreError> {
         sqlx::query_as::<_, CapsuleRow>(&format!(
-            "SELECT {COLS} FROM capsules WHERE status = 'running' AND timeout_sec > 0 \
+            "SELECT {COLS} FROM capsules WHERE status = $2 AND timeout_sec > 0 \
              AND last_active_at + timeout_sec * 1000 <= $1"
         ))
         .bind(now)
+        .bind(CapsuleStatus::Running.as_str())
         .fetch_all(self.pool())
         .await
         .ctx("list idle capsules")
     }
 
     /// Capsules in one status, all teams.
-    pub async fn capsules_in(&self, status: &str) -> Result<Vec<CapsuleRow>, StoreError> {
+    pub async fn capsules_in(&self, status: CapsuleStatus) -> Result<Vec<CapsuleRow>, StoreError> {
         sqlx::query_as::<_, CapsuleRow>(&format!("SELECT {COLS} FROM capsules WHERE status = $1"))
-            .bind(status)
+            .bind(status.as_str())
             .fetch_all(self.pool())
             .await
             .ctx("list capsules by status")

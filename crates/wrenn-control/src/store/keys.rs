@@ -59,8 +59,8 @@ impl From<KeyRow> for KeyInfo {
             team_id: r.team_id,
             name: r.name,
             prefix: r.key_prefix,
-            created_at: crate::api::views::rfc3339(r.created_at),
-            last_used_at: r.last_used_at.map(crate::api::views::rfc3339),
+            created_at: super::rfc3339(r.created_at),
+            last_used_at: r.last_used_at.map(super::rfc3339),
         }
     }
 }
@@ -162,9 +162,10 @@ impl Store {
             .await
             .ctx("delete team keys")?;
         let capsules = sqlx::query_scalar::<_, i64>(
-            "SELECT COUNT(*) FROM capsules WHERE team_id = $1 AND status <> 'stopped'",
+            "SELECT COUNT(*) FROM capsules WHERE team_id = $1 AND status <> $2",
         )
         .bind(team_id)
+        .bind(crate::core::status::CapsuleStatus::Stopped.as_str())
         .fetch_one(&mut *tx)
         .await
         .ctx("count team capsules")?;

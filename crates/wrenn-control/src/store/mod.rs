@@ -184,6 +184,13 @@ fn redact(url: &str) -> String {
     }
 }
 
+/// Unix ms as RFC 3339 with `Z` (how every timestamp is shown).
+pub fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
 /// Now in unix milliseconds.
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()

@@ -5,13 +5,14 @@ use std::time::Duration;
 
 use wrenn_host::HostError;
 
-use crate::api::views;
-use crate::state::AppState;
+use crate::core::error::TransitionError;
+use crate::core::status::CapsuleStatus;
+use crate::core::Core;
 use crate::store::{now_ms, MetricSample, TeamSample};
 
 /// Brings the store in line with what the host holds: a capsule the host does not know is
 /// `missing`; one it knows gets the host's status; interrupted destroys are finished.
-pub async fn reconcile(state: &AppState) -> Result<(), crate::ControlError> {
+pub async fn reconcile(state: &Core) -> Result<(), crate::ControlError> {
     let held: HashMap<String, _> = state
         .host
         .list()
@@ -20,30 +21,30 @@ pub async fn reconcile(state: &AppState) -> Result<(), crate::ControlError> {
         .map(|c| (c.id.clone(), c))
         .collect();
     for row in state.store.list_live_capsules().await? {
-        let to = match (row.status.as_str(), held.get(&row.id)) {
-            ("stopping", _) => {
+        let to = match (row.status, held.get(&row.id)) {
+            (CapsuleStatus::Stopping, _) => {
                 match state.host.destroy(&row.id).await {
                     Ok(()) | Err(HostError::NotFound(_)) => {}
                     Err(e) => {
                         tracing::warn!(capsule = %row.id, error = %e, "finishing destroy failed")
                     }
                 }
-                "stopped"
+                CapsuleStatus::Stopped
             }
-            ("error", None) => continue,
-            (_, None) => "missing",
-            (_, Some(info)) => views::host_status(info.status),
+            (CapsuleStatus::Error, None) => continue,
+            (_, None) => CapsuleStatus::Missing,
+            (_, Some(info)) => CapsuleStatus::from(info.status),
         };
         if to != row.status {
-            tracing::info!(capsule = %row.id, from = %row.status, to, "reconciled capsule status");
+            tracing::info!(capsule = %row.id, from = %row.status, to = %to, "reconciled capsule status");
             let err = held.get(&row.id).and_then(|i| i.error.clone());
-            let err = if to == "missing" {
+            let err = if to == CapsuleStatus::Missing {
                 Some("the host does not hold this capsule".to_owned())
             } else {
                 err
             };
             state.store.set_status(&row.id, to, err.as_deref()).await?;
-            state.state_changed(&row, &row.status, to);
+            state.state_changed(&row, row.status, to);
         }
     }
     let known: std::collections::HashSet<String> = state
@@ -60,7 +61,7 @@ pub async fn reconcile(state: &AppState) -> Result<(), crate::ControlError> {
 }
 
 /// One pass of the inactivity TTL: pauses idle running capsules without open streams.
-pub async fn ttl_pass(state: &AppState) {
+pub async fn ttl_pass(state: &Core) {
     let now = now_ms();
     let idle = match state.store.idle_capsules(now).await {
         Ok(v) => v,
@@ -77,7 +78,7 @@ pub async fn ttl_pass(state: &AppState) {
         match state.pause_idle_capsule(&row, now).await {
             Ok(_) => {}
             // Became active (or changed) since the check: not idle any more.
-            Err(e) if e.code == "invalid_state" => {}
+            Err(TransitionError::InvalidState { .. }) => {}
             Err(e) => tracing::warn!(capsule = %row.id, error = %e, "TTL pause failed"),
         }
     }
@@ -86,7 +87,7 @@ pub async fn ttl_pass(state: &AppState) {
 /// Notices capsules that died under the control plane: a `running` or `paused` capsule the
 /// host no longer holds becomes `missing`; one the host reports as `error` becomes `error`.
 /// Changes are conditional on the status read, so in-flight transitions are never overwritten.
-pub async fn health_pass(state: &AppState) {
+pub async fn health_pass(state: &Core) {
     let rows = match state.store.list_live_capsules().await {
         Ok(v) => v,
         Err(e) => {
@@ -102,16 +103,16 @@ pub async fn health_pass(state: &AppState) {
         }
     };
     for row in rows {
-        if row.status != "running" && row.status != "paused" {
+        if !matches!(row.status, CapsuleStatus::Running | CapsuleStatus::Paused) {
             continue;
         }
         let (to, why) = match held.get(&row.id) {
             None => (
-                "missing",
+                CapsuleStatus::Missing,
                 "the host no longer holds this capsule".to_owned(),
             ),
             Some(info) if info.status == wrenn_host::HostStatus::Error => (
-                "error",
+                CapsuleStatus::Error,
                 info.error
                     .clone()
                     .unwrap_or_else(|| "the host reports an error".into()),
@@ -120,12 +121,12 @@ pub async fn health_pass(state: &AppState) {
         };
         match state
             .store
-            .transition_err(&row.id, &row.status, to, &why)
+            .transition_err(&row.id, row.status, to, &why)
             .await
         {
             Ok(true) => {
-                tracing::warn!(capsule = %row.id, from = %row.status, to, reason = %why, "capsule lost");
-                state.state_changed(&row, &row.status, to);
+                tracing::warn!(capsule = %row.id, from = %row.status, to = %to, reason = %why, "capsule lost");
+                state.state_changed(&row, row.status, to);
             }
             Ok(false) => {}
             Err(e) => tracing::warn!(capsule = %row.id, error = %e, "could not store lost capsule"),
@@ -134,9 +135,9 @@ pub async fn health_pass(state: &AppState) {
 }
 
 /// One sampling pass: team reservations and guest metrics of running capsules.
-pub async fn sample_pass(state: &AppState, interval: Duration) {
+pub async fn sample_pass(state: &Core, interval: Duration) {
     let now = chrono::Utc::now().timestamp();
-    let running = match state.store.capsules_in("running").await {
+    let running = match state.store.capsules_in(CapsuleStatus::Running).await {
         Ok(v) => v,
         Err(e) => {
             tracing::warn!(error = %e, "sampler could not list capsules");
@@ -195,7 +196,7 @@ pub async fn sample_pass(state: &AppState, interval: Duration) {
 }
 
 /// Runs the TTL checker and the sampler until the returned handles are aborted.
-pub fn spawn(state: AppState) -> Vec<tokio::task::JoinHandle<()>> {
+pub fn spawn(state: Core) -> Vec<tokio::task::JoinHandle<()>> {
     let ttl_state = state.clone();
     let host_state = state.clone();
     let ttl = tokio::spawn(async move {

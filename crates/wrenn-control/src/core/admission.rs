@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
 use wrenn_host::HostApi;
 
-use crate::error::ApiError;
+use crate::core::error::AdmissionError;
 
 /// Reserved (vCPUs, MiB) of creates in flight, by capsule id.
 type Reserved = HashMap<String, (u64, u64)>;
@@ -63,20 +63,18 @@ impl Admission {
     }
 
     /// Waits for a create slot, then reserves `vcpus`/`memory_mb` for capsule `id` if the
-    /// host has room for them on top of everything reserved; 503 `host_unavailable` otherwise.
+    /// host has room for them on top of everything reserved.
     pub async fn admit(
         &self,
         host: &dyn HostApi,
         id: &str,
         vcpus: u32,
         memory_mb: u32,
-    ) -> Result<Reservation, ApiError> {
+    ) -> Result<Reservation, AdmissionError> {
         let slot = tokio::time::timeout(self.queue_timeout, self.slots.clone().acquire_owned())
             .await
-            .map_err(|_| {
-                ApiError::unavailable("too many capsule creates in progress; retry later")
-            })?
-            .map_err(|_| ApiError::unavailable("create admission closed"))?;
+            .map_err(|_| AdmissionError::Busy)?
+            .map_err(|_| AdmissionError::Busy)?;
         let mut reserved = self.reserved.lock().await;
         let cap = host.capacity().await?;
         let known: HashSet<String> = host.list().await?.into_iter().map(|c| c.id).collect();
@@ -87,13 +85,13 @@ impl Admission {
         let used_vcpus = u64::from(cap.vcpus_used) + res_vcpus;
         let used_mem = cap.memory_mb_used + res_mem;
         if used_vcpus + u64::from(vcpus) > u64::from(cap.vcpus_total) {
-            return Err(ApiError::unavailable(format!(
+            return Err(AdmissionError::NoRoom(format!(
                 "host has no room for {vcpus} more vCPUs ({used_vcpus} of {} in use or reserved)",
                 cap.vcpus_total
             )));
         }
         if used_mem + u64::from(memory_mb) > cap.memory_mb_total {
-            return Err(ApiError::unavailable(format!(
+            return Err(AdmissionError::NoRoom(format!(
                 "host has no room for {memory_mb} MiB more memory ({used_mem} of {} MiB in use or reserved)",
                 cap.memory_mb_total
             )));
