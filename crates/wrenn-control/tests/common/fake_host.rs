@@ -29,6 +29,8 @@ pub struct FakeHost {
     pub memory_mb_total: u64,
     /// How long a create takes.
     pub create_delay: Duration,
+    /// How long pause, resume, destroy and snapshot take (before they act).
+    pub op_delay: Duration,
     /// Fail the next pause.
     pub fail_pause: AtomicBool,
     /// Path of the envd binary, when guest calls should work.
@@ -58,6 +60,7 @@ impl FakeHost {
             vcpus_total,
             memory_mb_total: 1 << 20,
             create_delay: Duration::from_millis(0),
+            op_delay: Duration::from_millis(0),
             fail_pause: AtomicBool::new(false),
             envd_bin: None,
             dir: tempfile::tempdir().expect("tempdir"),
@@ -187,6 +190,7 @@ impl HostApi for FakeHost {
     }
 
     async fn destroy(&self, id: &str) -> Result<(), HostError> {
+        tokio::time::sleep(self.op_delay).await;
         match self.caps.lock().unwrap().remove(id) {
             Some(_) => Ok(()),
             None => Err(HostError::NotFound(id.into())),
@@ -194,6 +198,7 @@ impl HostApi for FakeHost {
     }
 
     async fn pause(&self, id: &str) -> Result<CapsuleInfo, HostError> {
+        tokio::time::sleep(self.op_delay).await;
         if self.fail_pause.swap(false, Ordering::SeqCst) {
             return Err(HostError::Internal("injected pause failure".into()));
         }
@@ -212,6 +217,7 @@ impl HostApi for FakeHost {
     }
 
     async fn resume(&self, id: &str) -> Result<CapsuleInfo, HostError> {
+        tokio::time::sleep(self.op_delay).await;
         let mut caps = self.caps.lock().unwrap();
         let h = caps
             .get_mut(id)
@@ -255,6 +261,7 @@ impl HostApi for FakeHost {
         name: &str,
         overwrite: bool,
     ) -> Result<TemplateInfo, HostError> {
+        tokio::time::sleep(self.op_delay).await;
         let info = self.get(id).await?;
         let mut ts = self.templates.lock().unwrap();
         if ts.iter().any(|t| t.name == name) {
