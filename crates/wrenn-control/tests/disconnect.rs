@@ -16,7 +16,13 @@ use wrenn_host::{HostApi, TemplateKind};
 const HOST_OP: Duration = Duration::from_millis(600);
 
 /// Sends a request and gives up after `cut`, closing the connection; asserts it was cut off.
-async fn cut_off(s: &Server, method: Method, path: &str, body: Option<serde_json::Value>, cut: Duration) {
+async fn cut_off(
+    s: &Server,
+    method: Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+    cut: Duration,
+) {
     let mut req = s.req(method, path).timeout(cut);
     if let Some(b) = body {
         req = req.json(&b);
@@ -100,7 +106,10 @@ async fn disconnects_do_not_strand_capsules(db: Db) {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        assert!(listed, "snapshot {name} cut off at {cut:?} was never stored");
+        assert!(
+            listed,
+            "snapshot {name} cut off at {cut:?} was never stored"
+        );
         no_orphan_templates(&s).await;
 
         cut_off(&s, Method::DELETE, &base, None, cut).await;
