@@ -17,6 +17,7 @@ use serde::Serialize;
 use tokio::task::JoinHandle;
 use wrenn_host::{ChannelError, GuestBody, GuestChannel};
 use wrenn_protocol::link::host::{self, HostLink};
+use wrenn_protocol::routes::{H2_CONN_WINDOW, H2_MAX_FRAME, H2_STREAM_WINDOW};
 use wrenn_protocol::EnvdErrorBody;
 
 use crate::ndjson::NdjsonDecoder;
@@ -25,12 +26,6 @@ use crate::EnvdError;
 /// Request body type.
 pub(crate) type ReqBody = GuestBody;
 
-/// HTTP/2 stream flow-control window (matches envd's).
-const STREAM_WINDOW: u32 = 8 << 20;
-/// HTTP/2 connection flow-control window.
-const CONN_WINDOW: u32 = 16 << 20;
-/// HTTP/2 max frame size.
-const MAX_FRAME: u32 = 1 << 20;
 /// Largest error body read.
 const ERROR_BODY_MAX: usize = 64 * 1024;
 /// Largest JSON answer read for any call but exec (a `list` of
@@ -89,9 +84,9 @@ impl LinkChannel {
                 e => EnvdError::Channel(e.to_string()),
             })?;
         let (send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-            .initial_stream_window_size(STREAM_WINDOW)
-            .initial_connection_window_size(CONN_WINDOW)
-            .max_frame_size(MAX_FRAME)
+            .initial_stream_window_size(H2_STREAM_WINDOW)
+            .initial_connection_window_size(H2_CONN_WINDOW)
+            .max_frame_size(H2_MAX_FRAME)
             .handshake::<_, ReqBody>(TokioIo::new(io))
             .await
             .map_err(|e| EnvdError::Channel(format!("http/2 handshake: {e}")))?;

@@ -23,6 +23,7 @@ use futures::stream::BoxStream;
 use futures::StreamExt;
 use http::Method;
 use http_body_util::{BodyExt, StreamBody};
+use wrenn_protocol::routes;
 use wrenn_protocol::{
     EntryInfo, EnvdErrorBody, ExecOutput, ExecRequest, Health, Metrics, ProcessEvent, ProcessInfo,
     ProcessSelector, PtyEvent, PtyResize, PtyStart, RestoreRequest, SignalRequest, WriteOptions,
@@ -149,7 +150,7 @@ impl EnvdClient {
 
     /// Health and version.
     pub async fn health(&self) -> Result<Health, EnvdError> {
-        conn::json(&*self.channel, Method::GET, "/health", None::<&()>).await
+        conn::json(&*self.channel, Method::GET, routes::HEALTH, None::<&()>).await
     }
 
     /// Runs a command to completion and collects its output: at most
@@ -161,7 +162,7 @@ impl EnvdClient {
         conn::json_limited(
             &*self.channel,
             Method::POST,
-            "/exec",
+            routes::EXEC,
             Some(&req),
             conn::exec_answer_max(),
         )
@@ -187,23 +188,23 @@ impl EnvdClient {
 
     /// Runs a command and streams its output; dropping the stream kills the process group.
     pub async fn exec_stream(&self, req: ExecRequest) -> Result<ProcessStream, EnvdError> {
-        self.process_stream(Method::POST, "/exec/stream", json_body(Some(&req))?)
+        self.process_stream(Method::POST, routes::EXEC_STREAM, json_body(Some(&req))?)
             .await
     }
 
     /// Starts a background process (output buffered in the guest for later attach).
     pub async fn start_background(&self, req: ExecRequest) -> Result<ProcessInfo, EnvdError> {
-        conn::json(&*self.channel, Method::POST, "/processes", Some(&req)).await
+        conn::json(&*self.channel, Method::POST, routes::PROCESSES, Some(&req)).await
     }
 
     /// Background processes and PTY sessions still running.
     pub async fn list_processes(&self) -> Result<Vec<ProcessInfo>, EnvdError> {
-        conn::json(&*self.channel, Method::GET, "/processes", None::<&()>).await
+        conn::json(&*self.channel, Method::GET, routes::PROCESSES, None::<&()>).await
     }
 
     /// Sends a signal (e.g. `libc::SIGTERM`) to a tracked process's group.
     pub async fn signal(&self, target: ProcessSelector, signal: i32) -> Result<(), EnvdError> {
-        let path = format!("/processes/{}/signal", selector(&target));
+        let path = routes::fill(routes::PROCESS_SIGNAL, &selector(&target));
         conn::unit(
             &*self.channel,
             Method::POST,
@@ -216,7 +217,7 @@ impl EnvdClient {
     /// Attaches to a background process: replays buffered output, then follows it.
     /// Dropping the stream does not kill the process.
     pub async fn attach(&self, target: ProcessSelector) -> Result<ProcessStream, EnvdError> {
-        let path = format!("/processes/{}/attach", selector(&target));
+        let path = routes::fill(routes::PROCESS_ATTACH, &selector(&target));
         self.process_stream(Method::GET, &path, empty()).await
     }
 
@@ -244,14 +245,18 @@ impl EnvdClient {
 
     /// Starts a PTY session and attaches to it.
     pub async fn pty_start(&self, req: PtyStart) -> Result<PtySession, EnvdError> {
-        self.pty_stream(Method::POST, "/pty", json_body(Some(&req))?)
+        self.pty_stream(Method::POST, routes::PTY, json_body(Some(&req))?)
             .await
     }
 
     /// Reattaches to a PTY session by tag (recent output is replayed).
     pub async fn pty_connect(&self, tag: &str) -> Result<PtySession, EnvdError> {
-        self.pty_stream(Method::GET, &format!("/pty/{}", enc(tag)), empty())
-            .await
+        self.pty_stream(
+            Method::GET,
+            &routes::fill(routes::PTY_CONNECT, &enc(tag)),
+            empty(),
+        )
+        .await
     }
 
     /// Sends keystrokes to a PTY session.
@@ -259,7 +264,7 @@ impl EnvdClient {
         conn::unit(
             &*self.channel,
             Method::POST,
-            &format!("/pty/{}/input", enc(tag)),
+            &routes::fill(routes::PTY_INPUT, &enc(tag)),
             raw(data),
         )
         .await
@@ -271,7 +276,7 @@ impl EnvdClient {
         conn::unit(
             &*self.channel,
             Method::POST,
-            &format!("/pty/{}/resize", enc(tag)),
+            &routes::fill(routes::PTY_RESIZE, &enc(tag)),
             body,
         )
         .await
@@ -282,7 +287,7 @@ impl EnvdClient {
         conn::unit(
             &*self.channel,
             Method::POST,
-            &format!("/pty/{}/kill", enc(tag)),
+            &routes::fill(routes::PTY_KILL, &enc(tag)),
             empty(),
         )
         .await
@@ -293,7 +298,7 @@ impl EnvdClient {
         let resp = conn::send(
             &*self.channel,
             Method::GET,
-            &format!("/files?path={}", enc(path)),
+            &format!("{}?path={}", routes::FILES, enc(path)),
             empty(),
         )
         .await?;
@@ -307,7 +312,7 @@ impl EnvdClient {
         opts: WriteOptions,
         body: BoxStream<'static, Result<Bytes, std::io::Error>>,
     ) -> Result<EntryInfo, EnvdError> {
-        let mut q = format!("/files?path={}", enc(path));
+        let mut q = format!("{}?path={}", routes::FILES, enc(path));
         if let Some(m) = opts.mode {
             q.push_str(&format!("&mode={m}"));
         }
@@ -350,7 +355,7 @@ impl EnvdClient {
         let resp = conn::send(
             &*self.channel,
             Method::POST,
-            &format!("/ports/{port}"),
+            &routes::fill(routes::PORT_TUNNEL, &port.to_string()),
             body,
         )
         .await?;
@@ -391,7 +396,7 @@ impl EnvdClient {
         conn::json(
             &*self.channel,
             Method::GET,
-            &format!("/files/stat?path={}", enc(path)),
+            &format!("{}?path={}", routes::FILES_STAT, enc(path)),
             None::<&()>,
         )
         .await
@@ -402,7 +407,7 @@ impl EnvdClient {
         conn::json(
             &*self.channel,
             Method::GET,
-            &format!("/files/list?path={}&depth={depth}", enc(path)),
+            &format!("{}?path={}&depth={depth}", routes::FILES_LIST, enc(path)),
             None::<&()>,
         )
         .await
@@ -413,7 +418,7 @@ impl EnvdClient {
         conn::json(
             &*self.channel,
             Method::POST,
-            &format!("/files/mkdir?path={}", enc(path)),
+            &format!("{}?path={}", routes::FILES_MKDIR, enc(path)),
             None::<&()>,
         )
         .await
@@ -424,7 +429,7 @@ impl EnvdClient {
         conn::unit(
             &*self.channel,
             Method::DELETE,
-            &format!("/files?path={}", enc(path)),
+            &format!("{}?path={}", routes::FILES, enc(path)),
             empty(),
         )
         .await
@@ -432,7 +437,7 @@ impl EnvdClient {
 
     /// CPU, memory and disk use.
     pub async fn metrics(&self) -> Result<Metrics, EnvdError> {
-        conn::json(&*self.channel, Method::GET, "/metrics", None::<&()>).await
+        conn::json(&*self.channel, Method::GET, routes::METRICS, None::<&()>).await
     }
 
     /// After a restore: sets the clock and re-seeds the random pool.
@@ -440,7 +445,7 @@ impl EnvdClient {
         conn::unit(
             &*self.channel,
             Method::POST,
-            "/restore",
+            routes::RESTORE,
             json_body(Some(&req))?,
         )
         .await

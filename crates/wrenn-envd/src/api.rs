@@ -15,6 +15,7 @@ use futures::{Stream, StreamExt};
 use http::{HeaderValue, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use wrenn_protocol::routes;
 use wrenn_protocol::{
     ExecRequest, Health, ProcessSelector, PtyResize, PtyStart, RestoreRequest, SignalRequest,
     WriteOptions, HEADER_PID, HEADER_TAG,
@@ -43,24 +44,27 @@ pub type AppState = Arc<App>;
 /// The router of envd's API.
 pub fn router(app: AppState) -> Router {
     Router::new()
-        .route("/health", get(health))
-        .route("/exec", post(exec_collect))
-        .route("/exec/stream", post(exec_stream))
-        .route("/processes", get(list_processes).post(start_background))
-        .route("/processes/{sel}/signal", post(signal))
-        .route("/processes/{sel}/attach", get(attach))
-        .route("/pty", post(pty_start))
-        .route("/pty/{tag}", get(pty_connect))
-        .route("/pty/{tag}/input", post(pty_input))
-        .route("/pty/{tag}/resize", post(pty_resize))
-        .route("/pty/{tag}/kill", post(pty_kill))
-        .route("/files", get(read_file).put(write_file).delete(remove))
-        .route("/files/stat", get(stat))
-        .route("/files/list", get(list))
-        .route("/files/mkdir", post(mkdir))
-        .route("/metrics", get(metrics))
-        .route("/restore", post(restore_state))
-        .route("/ports/{port}", post(port_tunnel))
+        .route(routes::HEALTH, get(health))
+        .route(routes::EXEC, post(exec_collect))
+        .route(routes::EXEC_STREAM, post(exec_stream))
+        .route(
+            routes::PROCESSES,
+            get(list_processes).post(start_background),
+        )
+        .route(routes::PROCESS_SIGNAL, post(signal))
+        .route(routes::PROCESS_ATTACH, get(attach))
+        .route(routes::PTY, post(pty_start))
+        .route(routes::PTY_CONNECT, get(pty_connect))
+        .route(routes::PTY_INPUT, post(pty_input))
+        .route(routes::PTY_RESIZE, post(pty_resize))
+        .route(routes::PTY_KILL, post(pty_kill))
+        .route(routes::FILES, get(read_file).put(write_file).delete(remove))
+        .route(routes::FILES_STAT, get(stat))
+        .route(routes::FILES_LIST, get(list))
+        .route(routes::FILES_MKDIR, post(mkdir))
+        .route(routes::METRICS, get(metrics))
+        .route(routes::RESTORE, post(restore_state))
+        .route(routes::PORT_TUNNEL, post(port_tunnel))
         .with_state(app)
 }
 

@@ -10,20 +10,15 @@ use tokio::io::DuplexStream;
 use tokio::task::AbortHandle;
 use wrenn_protocol::link::guest;
 
-/// HTTP/2 stream flow-control window.
-pub const STREAM_WINDOW: u32 = 8 << 20;
-/// HTTP/2 connection flow-control window.
-pub const CONN_WINDOW: u32 = 16 << 20;
-/// HTTP/2 max frame size.
-pub const MAX_FRAME: u32 = 1 << 20;
+use wrenn_protocol::routes::{H2_CONN_WINDOW, H2_MAX_FRAME, H2_STREAM_WINDOW};
 
 /// Starts an HTTP/2 server for one session; the handle aborts it.
 pub fn http2(session: u64, io: DuplexStream, app: Router) -> AbortHandle {
     let svc = TowerToHyperService::new(app);
     let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-        .initial_stream_window_size(STREAM_WINDOW)
-        .initial_connection_window_size(CONN_WINDOW)
-        .max_frame_size(MAX_FRAME)
+        .initial_stream_window_size(H2_STREAM_WINDOW)
+        .initial_connection_window_size(H2_CONN_WINDOW)
+        .max_frame_size(H2_MAX_FRAME)
         .max_concurrent_streams(1024)
         .serve_connection(TokioIo::new(io), svc);
     tokio::spawn(async move {

@@ -7,6 +7,7 @@
 pub mod b64;
 pub mod link;
 pub mod net;
+pub mod routes;
 pub mod types;
 
 pub use types::*;
