@@ -20,17 +20,10 @@ fn random_hex(bytes: usize) -> String {
 
 /// A fresh capsule id: `cl-` + 25 chars of `[0-9a-z]`.
 pub fn new_capsule_id() -> String {
-    format!("cl-{}", random_alnum(25))
+    format!("cl-{}", random_alnum(wrenn_host::rules::CAPSULE_ID_RANDOM))
 }
 
-/// True when `id` is a well-formed capsule id.
-pub fn is_capsule_id(id: &str) -> bool {
-    id.len() == 28
-        && id.starts_with("cl-")
-        && id[3..]
-            .bytes()
-            .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
-}
+pub use wrenn_host::rules::{is_capsule_id, is_template_name};
 
 /// A fresh id with a prefix (`team-`, `key-`…).
 pub fn new_id(prefix: &str) -> String {
@@ -60,17 +53,6 @@ pub fn hash_key(key: &str) -> String {
 /// The displayed prefix of a key (first 10 chars).
 pub fn key_prefix(key: &str) -> String {
     key.chars().take(10).collect()
-}
-
-/// True when `name` is a valid template/snapshot name: `^[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}$`.
-pub fn is_template_name(name: &str) -> bool {
-    let b = name.as_bytes();
-    !b.is_empty()
-        && b.len() <= 64
-        && b[0].is_ascii_alphanumeric()
-        && b[1..]
-            .iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
 }
 
 /// A fresh generated snapshot name.

@@ -10,6 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 mod guest;
+pub mod rules;
 pub use guest::{ChannelError, GuestBody, GuestChannel, SharedChannel};
 
 mod network;

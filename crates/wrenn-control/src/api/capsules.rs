@@ -10,7 +10,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::Value;
 
-use wrenn_host::NetworkPolicy;
+use wrenn_host::{rules, NetworkPolicy};
 
 use super::extract::{ApiJson, Params};
 use super::views;
@@ -60,13 +60,8 @@ fn validate(req: CreateRequest) -> Result<CreateSpec, ApiError> {
         )));
     }
     let vcpus = req.vcpus.unwrap_or(1);
-    if !(1..=32).contains(&vcpus) {
-        return Err(ApiError::invalid("vcpus must be between 1 and 32"));
-    }
     let memory_mb = req.memory_mb.unwrap_or(512);
-    if !(128..=65_536).contains(&memory_mb) {
-        return Err(ApiError::invalid("memory_mb must be between 128 and 65536"));
-    }
+    rules::check_shape(vcpus, memory_mb).map_err(ApiError::invalid)?;
     let timeout_sec = req.timeout_sec.unwrap_or(0);
     if !(0..=31_536_000).contains(&timeout_sec) {
         return Err(ApiError::invalid(
