@@ -563,6 +563,7 @@ async fn ttl_pauses_idle_capsules(db: Db) {
         .as_str()
         .unwrap()
         .to_owned();
+    let mut events = s.events().await;
     // Pretend both were last active two minutes ago.
     sqlx::any::install_default_drivers();
     let pool = sqlx::AnyPool::connect(&db_url_for_pool(&s.db_url))
@@ -574,13 +575,19 @@ async fn ttl_pauses_idle_capsules(db: Db) {
         .unwrap();
     let paused = s.wait_status(&idle, "paused").await;
     assert_eq!(paused["timeout_sec"], 60);
-    // Several TTL passes later, the TTL-less capsule still runs.
-    let mut events_seen = 0;
-    for _ in 0..10 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        events_seen += 1;
-    }
-    assert_eq!(events_seen, 10);
+    // The pause is announced as the system's, for the TTL.
+    let ev = events
+        .until(Duration::from_secs(30), |e| {
+            e["event"] == "capsule.pause" && e["resource"]["id"] == idle.as_str()
+        })
+        .await;
+    assert_eq!(ev["outcome"], "success", "{ev}");
+    assert_eq!(ev["actor"]["type"], "system", "{ev}");
+    assert_eq!(ev["actor"]["name"], "ttl", "{ev}");
+    assert_eq!(ev["metadata"]["reason"], "ttl_expired", "{ev}");
+    assert_eq!(ev["sandbox"]["status"], "paused", "{ev}");
+    // Ten TTL passes later (one each 100 ms), the TTL-less capsule still runs.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(s.get(&forever).await["status"], "running");
     // Resuming makes it active again: it is not paused right away.
     let r = s
@@ -996,7 +1003,45 @@ async fn stats_usage_metrics(db: Db) {
         .unwrap();
     assert_eq!(m["sandbox_id"], id.as_str());
     assert_eq!(m["range"], "5m");
-    assert!(m["points"].is_array());
+    // Samples inside the range are shown with their values, older ones are not. (The fake
+    // host has no guest, so the only samples are these.)
+    let now = chrono::Utc::now().timestamp();
+    for (ts, cpu) in [(now - 60, 12.5), (now - 600, 99.0)] {
+        s.store
+            .insert_metric(
+                &id,
+                &wrenn_control::store::MetricSample {
+                    ts,
+                    cpu_pct: cpu,
+                    mem_bytes: 1 << 20,
+                    disk_bytes: 2 << 20,
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let m: Value = s
+        .req(Method::GET, &format!("/v1/capsules/{id}/metrics?range=5m"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        m["points"],
+        json!([{"timestamp_unix": now - 60, "cpu_pct": 12.5, "mem_bytes": 1 << 20, "disk_bytes": 2 << 20}]),
+        "{m}"
+    );
+    let m: Value = s
+        .req(Method::GET, &format!("/v1/capsules/{id}/metrics?range=1h"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(m["points"].as_array().map(Vec::len), Some(2), "{m}");
 }
 both_dbs!(stats_usage_metrics);
 

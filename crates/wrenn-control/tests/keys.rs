@@ -57,8 +57,24 @@ async fn bootstrap_and_keys(db: Db) {
     let ci = list_team_keys(&store, Some("ci")).await.unwrap();
     assert_eq!(ci.len(), 1);
     assert_eq!(ci[0].name, "runner");
-    // Only the hash is stored.
-    sqlx::any::install_default_drivers();
+    // The key is found by its SHA-256, the only form stored (the table itself is checked by
+    // `only_hashes_are_stored_and_removed_keys_stop_working`); a near miss finds nothing.
+    let stored = store
+        .key_by_hash(&wrenn_control::ids::hash_key(&plain))
+        .await
+        .unwrap();
+    assert_eq!(stored.map(|k| k.id), Some(info.id.clone()));
+    let other = format!("{}0", &plain[..plain.len() - 1]);
+    let other = if other == plain {
+        format!("{}1", &plain[..plain.len() - 1])
+    } else {
+        other
+    };
+    assert!(store
+        .key_by_hash(&wrenn_control::ids::hash_key(&other))
+        .await
+        .unwrap()
+        .is_none());
     assert!(remove_key(&store, &info.id).await.unwrap());
     assert!(!remove_key(&store, &info.id).await.unwrap());
     assert_eq!(list_team_keys(&store, Some("ci")).await.unwrap().len(), 0);

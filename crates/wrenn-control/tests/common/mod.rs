@@ -232,6 +232,27 @@ impl Server {
             .unwrap()
     }
 
+    /// Opens the caller's event stream and waits for its `connected` event.
+    pub async fn events(&self) -> EventReader {
+        let resp = self
+            .req(reqwest::Method::GET, "/v1/events/stream")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let mut r = EventReader {
+            body: Box::pin(resp.bytes_stream()),
+            buf: String::new(),
+            ready: Vec::new(),
+        };
+        let first = r
+            .next(Duration::from_secs(30))
+            .await
+            .expect("connected event");
+        assert_eq!(first["event"], "connected");
+        r
+    }
+
     /// Polls GET until the capsule has `status` (up to 60 s).
     pub async fn wait_status(&self, id: &str, status: &str) -> serde_json::Value {
         let mut last = serde_json::Value::Null;
@@ -275,8 +296,8 @@ pub fn skip(why: String) -> Option<PathBuf> {
     None
 }
 
-/// The envd binary (WRENN_ENVD_BIN, WRENN_ENVD, else target/debug/envd), if it exists and
-/// its client can talk to it.
+/// The envd binary (WRENN_ENVD_BIN, WRENN_ENVD, else target/debug/envd), checked to talk to
+/// its client; `None` (a skip, refused under CI) only when it is not built.
 pub async fn envd() -> Option<PathBuf> {
     let bin = std::env::var_os("WRENN_ENVD_BIN")
         .or_else(|| std::env::var_os("WRENN_ENVD"))
@@ -290,14 +311,14 @@ pub async fn envd() -> Option<PathBuf> {
             bin.display()
         ));
     }
-    let dir = tempfile::tempdir().ok()?;
+    let dir = tempfile::tempdir().expect("tempdir");
     let sock = dir.path().join("probe.sock");
     let mut child = tokio::process::Command::new(&bin)
         .arg("--listen-unix")
         .arg(&sock)
         .kill_on_drop(true)
         .spawn()
-        .ok()?;
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
     let probe = tokio::spawn(async move {
         wrenn_envd_client::EnvdClient::connect(&sock, Duration::from_secs(30))
             .await
@@ -305,8 +326,60 @@ pub async fn envd() -> Option<PathBuf> {
     })
     .await;
     let _ = child.kill().await;
+    // A built envd that its client cannot talk to is a broken handshake: a failure, never a
+    // skipped test.
     match probe {
         Ok(true) => Some(bin),
-        _ => skip(format!("envd client cannot talk to {} yet", bin.display())),
+        _ => panic!("the envd client cannot talk to {}", bin.display()),
+    }
+}
+
+/// The parsed `data:` payloads of an SSE stream.
+pub struct EventReader {
+    body: std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    buf: String,
+    ready: Vec<serde_json::Value>,
+}
+
+impl EventReader {
+    /// The next event, or `None` when none comes within `within`.
+    pub async fn next(&mut self, within: Duration) -> Option<serde_json::Value> {
+        use futures::StreamExt;
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if !self.ready.is_empty() {
+                return Some(self.ready.remove(0));
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.body.next())
+                .await
+                .ok()??
+                .ok()?;
+            self.buf.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = self.buf.find("\n\n") {
+                let frame: String = self.buf.drain(..end + 2).collect();
+                for line in frame.lines() {
+                    if let Some(data) = line.strip_prefix("data:") {
+                        self.ready.push(serde_json::from_str(data.trim()).unwrap());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads events until one satisfies `want` (panics after `within`).
+    pub async fn until(
+        &mut self,
+        within: Duration,
+        want: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.next(left).await {
+                Some(ev) if want(&ev) => return ev,
+                Some(_) => {}
+                None => panic!("the expected event did not come within {within:?}"),
+            }
+        }
     }
 }
