@@ -180,12 +180,14 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait(timeout=30)
 
 
-def _spawn(binary: Path, data: Path, port: int, log_path: Path, wrapper: tuple[str, ...] = ()) -> subprocess.Popen:
-    """Starts `wrenn server` (under `wrapper`, if given) in its own session, appending its
-    output to `log_path`."""
+def _spawn(binary: Path, data: Path, port: int, log_path: Path, wrapper: tuple[str, ...] = (),
+           extra_env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Starts `wrenn server` (under `wrapper`, if given, with `extra_env` on top of the test
+    settings) in its own session, appending its output to `log_path`."""
     # The capsules' DNS forwarders ask the test host's resolver: no query leaves the machine.
     # Idle guests cost little CPU: the host hands out 32 vCPUs, so 20 capsules fit at once.
-    env = dict(os.environ, WRENN_DIR=str(data), WRENN_DNS_SERVERS=testhost.IP, WRENN_VCPUS_TOTAL="32")
+    env = dict(os.environ, WRENN_DIR=str(data), WRENN_DNS_SERVERS=testhost.IP, WRENN_VCPUS_TOTAL="32",
+               **(extra_env or {}))
     env.pop("WRENN_API_KEY", None)
     with open(log_path, "ab") as log:
         return subprocess.Popen(
@@ -275,14 +277,15 @@ def new_data_dir() -> Path:
     return data
 
 
-def start_server(wrapper: tuple[str, ...] = ()) -> Server:
-    """Starts a `wrenn server` of its own (a fresh data dir, a free port) and waits for it."""
+def start_server(wrapper: tuple[str, ...] = (), extra_env: dict[str, str] | None = None) -> Server:
+    """Starts a `wrenn server` of its own (a fresh data dir, a free port, `extra_env` added to
+    its environment) and waits for it."""
     binary = wrenn_binary()
     data = new_data_dir()
     log_path = data.parent / f"{data.name}.log"
     port = _free_port()
     srv = Server(url=f"http://127.0.0.1:{port}", key="", data_dir=data, log_path=log_path,
-                 proc=_spawn(binary, data, port, log_path, wrapper), binary=binary)
+                 proc=_spawn(binary, data, port, log_path, wrapper, extra_env), binary=binary)
     _wait_healthy(srv, float(os.environ.get("WRENN_E2E_START_TIMEOUT", "1800")))
     key_file = data / "admin.key"
     srv.key = wait_until(lambda: key_file.is_file() and key_file.read_text().strip(), 60, what="admin.key")

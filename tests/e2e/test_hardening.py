@@ -65,3 +65,39 @@ def test_unknown_snapshot_field_is_400_naming_it(server):
     assert r.status_code == 400
     assert r.json()["error"]["code"] == "invalid_request"
     assert "bogus_field" in r.json()["error"]["message"]
+
+
+def test_server_limit_flags_take_effect():
+    """`wrenn server`'s bounds come from its flags (here through their environment
+    variables): a 3 s header-read timeout, two connections at most."""
+    import shutil
+
+    from conftest import _stop, start_server
+
+    srv = start_server(extra_env={"WRENN_HEADER_READ_TIMEOUT_SEC": "3", "WRENN_MAX_CONNECTIONS": "2"})
+    try:
+        addr = _addr(srv)
+        # Headers never finished: cut off after about 3 s, long before the default 30 s.
+        with socket.create_connection(addr) as slow:
+            slow.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+            started = time.monotonic()
+            _read_to_close(slow, 60)
+            assert time.monotonic() - started < 20
+        # Two idle connections hold both places: a third is answered 503 JSON and closed.
+        held = [socket.create_connection(addr) for _ in range(2)]
+        try:
+            time.sleep(0.5)
+            with socket.create_connection(addr) as third:
+                third.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+                status, body = _json_answer(_read_to_close(third, 30))
+                assert status == 503, body
+                assert body["error"]["code"] == "host_unavailable", body
+        finally:
+            for c in held:
+                c.close()
+        # With the places free again the server answers as usual.
+        assert httpx.get(f"{srv.url}/health", timeout=10).status_code == 200
+    finally:
+        _stop(srv.proc)
+        shutil.rmtree(srv.data_dir, ignore_errors=True)
+        srv.log_path.unlink(missing_ok=True)

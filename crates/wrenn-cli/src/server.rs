@@ -25,8 +25,45 @@ pub struct ServerArgs {
     /// vCPUs this host hands out to capsules in all (default: 4 per host core).
     #[arg(long, env = "WRENN_VCPUS_TOTAL")]
     pub vcpus_total: Option<u32>,
+    /// Memory in MiB this host hands out to capsules in all (default: 80 % of its memory).
+    #[arg(long, env = "WRENN_MEMORY_MB_TOTAL")]
+    pub memory_mb_total: Option<u64>,
     #[command(flatten)]
     pub network: NetOpts,
+    #[command(flatten)]
+    pub limits: LimitOpts,
+}
+
+/// Bounds of the public API server: what a public service needs against slow, many or greedy
+/// clients (see docs/security.md).
+#[derive(clap::Args)]
+pub struct LimitOpts {
+    /// Open client connections at most; past it new ones get 503 and are closed.
+    #[arg(long, env = "WRENN_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+    /// Open WebSockets (exec streams, terminals) per API key at most; past it 429.
+    #[arg(long, env = "WRENN_MAX_WEBSOCKETS_PER_KEY", default_value_t = 32)]
+    pub max_websockets_per_key: usize,
+    /// Seconds a client has to send a request's headers.
+    #[arg(long, env = "WRENN_HEADER_READ_TIMEOUT_SEC", default_value_t = 30)]
+    pub header_read_timeout_sec: u64,
+    /// Seconds an idle keep-alive connection stays open.
+    #[arg(long, env = "WRENN_IDLE_TIMEOUT_SEC", default_value_t = 120)]
+    pub idle_timeout_sec: u64,
+    /// Capsule creates talking to the host at once; more wait (up to a minute) or get 503.
+    #[arg(long, env = "WRENN_MAX_CONCURRENT_CREATES", default_value_t = 4)]
+    pub max_concurrent_creates: usize,
+}
+
+impl LimitOpts {
+    /// Applies the bounds to a control-plane configuration.
+    pub fn apply(&self, c: &mut wrenn_control::ControlConfig) {
+        c.max_connections = self.max_connections.max(1);
+        c.max_websockets_per_key = self.max_websockets_per_key.max(1);
+        c.header_read_timeout = std::time::Duration::from_secs(self.header_read_timeout_sec.max(1));
+        c.idle_timeout = std::time::Duration::from_secs(self.idle_timeout_sec.max(1));
+        c.max_concurrent_creates = self.max_concurrent_creates.max(1);
+    }
 }
 
 /// Capsule networking options of a host agent.
@@ -109,6 +146,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     if let Some(v) = args.vcpus_total {
         cfg.vcpus_total = v;
     }
+    if let Some(m) = args.memory_mb_total {
+        cfg.memory_mb_total = m;
+    }
     let agent = wrenn_agent::CapsuleManager::open(cfg)
         .await
         .context("starting the host agent")?;
@@ -120,13 +160,14 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     wrenn_control::bootstrap_admin(&store, &data_dir)
         .await
         .context("creating the admin key")?;
-    let config = wrenn_control::ControlConfig {
+    let mut config = wrenn_control::ControlConfig {
         listen: args.listen,
         data_dir: data_dir.clone(),
         database_url: args.data.database_url.clone(),
         proxy_domain: args.proxy_domain,
         ..wrenn_control::ControlConfig::default()
     };
+    args.limits.apply(&mut config);
     eprintln!("serving the Wrenn API on http://{}", args.listen);
     wrenn_control::serve(config, store, Arc::new(agent), shutdown_signal()).await?;
     Ok(())
