@@ -130,7 +130,7 @@ impl CapsuleManager {
     pub async fn open(cfg: AgentConfig) -> Result<Self> {
         let layout = Layout::new(&cfg.data_dir);
         for d in [layout.capsules(), layout.templates()] {
-            fsutil::private_dir(&d).map_err(AgentError::io("creating", &d))?;
+            wrenn_durable::private_dir(&d).map_err(AgentError::io("creating", &d))?;
         }
         let images = ImageStore::new(&cfg.data_dir);
         let kernel = {
@@ -397,7 +397,7 @@ impl Inner {
     ) -> Result<(Vm, EnvdClient)> {
         let snap = self.template_snapshot(template, vcpus, memory_mb).await?;
         let dir = slot.dir.clone();
-        fsutil::private_dir(&dir).map_err(AgentError::io("creating", &dir))?;
+        wrenn_durable::private_dir(&dir).map_err(AgentError::io("creating", &dir))?;
         slot.update(|m| {
             m.kernel = snap.manifest.kernel.clone();
             m.initrd = snap.manifest.initrd.clone();
@@ -405,9 +405,9 @@ impl Inner {
         })?;
         let (src_mem, src_disk, d) = (snap.memory(), snap.disk(), dir.clone());
         tokio::task::spawn_blocking(move || -> Result<()> {
-            fsutil::copy_sparse(&src_mem, &d.join(files::MEMORY))
+            wrenn_durable::copy_sparse(&src_mem, &d.join(files::MEMORY))
                 .map_err(AgentError::io("copying", &src_mem))?;
-            fsutil::copy_sparse(&src_disk, &d.join(files::DISK))
+            wrenn_durable::copy_sparse(&src_disk, &d.join(files::DISK))
                 .map_err(AgentError::io("copying", &src_disk))?;
             Ok(())
         })
@@ -471,7 +471,7 @@ impl Inner {
                             .map_err(AgentError::io("removing", &snap))?;
                     }
                     std::fs::rename(&new, &snap).map_err(AgentError::io("renaming", &new))?;
-                    fsutil::sync_dir(&slot.dir).map_err(AgentError::io("syncing", &slot.dir))
+                    wrenn_durable::sync_dir(&slot.dir).map_err(AgentError::io("syncing", &slot.dir))
                 });
             if written.is_err() {
                 // The state was saved but the snapshot is not in place: keep running.
@@ -568,7 +568,7 @@ impl Inner {
         let used = slot.dir.join(files::SNAPSHOT_USED);
         let started = async {
             std::fs::rename(&snap, &used).map_err(AgentError::io("renaming", &snap))?;
-            fsutil::sync_dir(&slot.dir).map_err(AgentError::io("syncing", &slot.dir))?;
+            wrenn_durable::sync_dir(&slot.dir).map_err(AgentError::io("syncing", &slot.dir))?;
             vm.cont().await?;
             Ok::<_, AgentError>(())
         }
@@ -675,9 +675,9 @@ impl Inner {
             }
         };
         // Capsules made by older versions may be readable by every user of the host.
-        let _ = fsutil::private_dir(dir);
+        let _ = wrenn_durable::private_dir(dir);
         for f in [files::MEMORY, files::DISK] {
-            let _ = fsutil::make_private(&dir.join(f));
+            let _ = wrenn_durable::make_private(&dir.join(f));
         }
         let status = manifest.status;
         let slot = Arc::new(Slot {

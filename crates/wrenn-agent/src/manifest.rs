@@ -7,7 +7,6 @@ use serde::{Deserialize, Serialize};
 use wrenn_host::HostStatus;
 
 use crate::error::{AgentError, Result};
-use crate::fsutil;
 
 /// Format version of [`CapsuleManifest`].
 pub const CAPSULE_FORMAT: u32 = 1;
@@ -79,7 +78,7 @@ impl CapsuleManifest {
     /// Writes it atomically.
     pub fn store(&self, path: &Path) -> Result<()> {
         let bytes = serde_json::to_vec_pretty(self).map_err(|e| AgentError::Tool(e.to_string()))?;
-        fsutil::write_atomic(path, &bytes).map_err(AgentError::io("writing manifest", path))
+        wrenn_durable::write_atomic(path, &bytes).map_err(AgentError::io("writing manifest", path))
     }
 }
 
@@ -202,7 +201,7 @@ impl SnapshotManifest {
         check_file(memory, &m.memory, "memory file").map_err(bad)?;
         check_file(disk, &m.disk, "disk").map_err(bad)?;
         if let Some(want) = &m.state.sha256 {
-            let got = fsutil::sha256_file(&state).map_err(|e| bad(e.to_string()))?;
+            let got = wrenn_durable::sha256_file(&state).map_err(|e| bad(e.to_string()))?;
             if &got != want {
                 return Err(bad("device state checksum does not match".into()));
             }
@@ -214,7 +213,7 @@ impl SnapshotManifest {
     pub fn store(&self, dir: &Path) -> Result<()> {
         let bytes = serde_json::to_vec_pretty(self).map_err(|e| AgentError::Tool(e.to_string()))?;
         let path = dir.join(Self::FILE);
-        fsutil::write_atomic(&path, &bytes)
+        wrenn_durable::write_atomic(&path, &bytes)
             .map_err(AgentError::io("writing snapshot manifest", path))
     }
 }
@@ -237,7 +236,7 @@ pub fn record(path: &Path, checksum: bool) -> Result<FileRecord> {
         .map_err(AgentError::io("stat", path))?
         .len();
     let sha256 = if checksum {
-        Some(fsutil::sha256_file(path).map_err(AgentError::io("checksum", path))?)
+        Some(wrenn_durable::sha256_file(path).map_err(AgentError::io("checksum", path))?)
     } else {
         None
     };

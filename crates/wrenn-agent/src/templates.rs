@@ -127,12 +127,12 @@ impl Inner {
         let dir = self.layout.base_template(key);
         let parent = dir.parent().unwrap_or(Path::new("/"));
         let build = parent.join(build_dir_name());
-        fsutil::private_dir(&build).map_err(AgentError::io("creating", &build))?;
+        wrenn_durable::private_dir(&build).map_err(AgentError::io("creating", &build))?;
         tracing::info!(template = %key, "building base template (one cold boot)");
         let disk = build.join(files::DISK);
         let rootfs = std::fs::canonicalize(rootfs).map_err(AgentError::io("resolving", rootfs))?;
         tools::create_overlay(&rootfs, &disk).await?;
-        fsutil::make_private(&disk).map_err(AgentError::io("restricting", &disk))?;
+        wrenn_durable::make_private(&disk).map_err(AgentError::io("restricting", &disk))?;
         // The device exists from the first boot, without a backend: each capsule restored
         // from this snapshot plugs its own tap in.
         let spec = self.vm_spec(
@@ -176,7 +176,7 @@ impl Inner {
                 return Err(AgentError::io("renaming template into", &dir)(e));
             }
         }
-        fsutil::sync_dir(parent).map_err(AgentError::io("syncing", parent))?;
+        wrenn_durable::sync_dir(parent).map_err(AgentError::io("syncing", parent))?;
         tracing::info!(template = %key, "base template ready");
         Ok(())
     }
@@ -262,10 +262,10 @@ impl Inner {
             return Err(AgentError::TemplateExists(name.to_owned()));
         }
         let root = self.layout.templates();
-        fsutil::private_dir(&root).map_err(AgentError::io("creating", &root))?;
+        wrenn_durable::private_dir(&root).map_err(AgentError::io("creating", &root))?;
         let suffix: u64 = rand::random();
         let build = root.join(build_dir_name());
-        fsutil::private_dir(&build).map_err(AgentError::io("creating", &build))?;
+        wrenn_durable::private_dir(&build).map_err(AgentError::io("creating", &build))?;
         let result = (|| {
             let snap = capsule_dir.join(files::SNAPSHOT);
             for (from, to) in [
@@ -280,9 +280,9 @@ impl Inner {
                 (capsule_dir.join(files::MEMORY), build.join(files::MEMORY)),
                 (capsule_dir.join(files::DISK), build.join(files::DISK)),
             ] {
-                fsutil::copy_sparse(&from, &to).map_err(AgentError::io("copying", &from))?;
+                wrenn_durable::copy_sparse(&from, &to).map_err(AgentError::io("copying", &from))?;
             }
-            fsutil::sync_dir(&build).map_err(AgentError::io("syncing", &build))?;
+            wrenn_durable::sync_dir(&build).map_err(AgentError::io("syncing", &build))?;
             let _ = self.verified(&build)?;
             if final_dir.exists() {
                 let trash = root.join(format!(".trash-{name}-{suffix:x}"));
@@ -293,7 +293,7 @@ impl Inner {
             } else {
                 std::fs::rename(&build, &final_dir).map_err(AgentError::io("renaming", &build))?;
             }
-            fsutil::sync_dir(&root).map_err(AgentError::io("syncing", &root))
+            wrenn_durable::sync_dir(&root).map_err(AgentError::io("syncing", &root))
         })();
         if let Err(e) = result {
             let _ = std::fs::remove_dir_all(&build);
