@@ -15,7 +15,6 @@ pub mod manager;
 pub mod manifest;
 mod network;
 pub mod templates;
-mod tools;
 
 pub use config::AgentConfig;
 pub use error::AgentError;

@@ -8,24 +8,20 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use wrenn_envd_client::EnvdClient;
 use wrenn_host::{CapsuleInfo, HostStatus};
 use wrenn_images::{ImageStore, KernelImages};
 use wrenn_protocol::RestoreRequest;
-use wrenn_vmm::{Accel, Vm, VmSpec};
+use wrenn_vmm::{HostProbe, Vm, VmSpec, Vmm};
 
 use crate::config::AgentConfig;
 use crate::error::{AgentError, Result};
 use crate::faults::FaultPoint;
+use crate::fsutil;
 use crate::layout::{files, Layout};
-use crate::manifest::{
-    now_unix, CapsuleManifest, RestoreEnv, SnapshotManifest, VmShape, CAPSULE_FORMAT,
-};
+use crate::manifest::{now_unix, CapsuleManifest, SnapshotManifest, VmShape, CAPSULE_FORMAT};
 use crate::network::{self, Networking};
-use crate::templates::cleanup_runtime_files;
-use crate::{fsutil, tools};
 
 /// Live state of one capsule.
 pub(crate) struct Slot {
@@ -35,7 +31,7 @@ pub(crate) struct Slot {
     /// The guest channel while running.
     pub envd: Mutex<Option<EnvdClient>>,
     /// Held for the whole of a lifecycle operation; holds the VMM handle.
-    pub run: tokio::sync::Mutex<Option<Vm>>,
+    pub run: tokio::sync::Mutex<Option<Box<dyn Vm>>>,
 }
 
 impl Slot {
@@ -106,8 +102,8 @@ pub(crate) struct Inner {
     pub layout: Layout,
     pub images: ImageStore,
     pub kernel: KernelImages,
-    pub accel: Accel,
-    pub restore_env: RestoreEnv,
+    /// The VMM driver.
+    pub vmm: Arc<dyn Vmm>,
     pub net: Networking,
     /// This manager, weakly: VMM watchers started from `&self` hold it without keeping it alive.
     me: std::sync::Weak<Inner>,
@@ -124,7 +120,7 @@ pub struct CapsuleManager {
 }
 
 impl CapsuleManager {
-    /// Opens the data dir: builds the kernel images if missing, detects the accelerator,
+    /// Opens the data dir: builds the kernel images if missing, prepares the VMM driver,
     /// and re-adopts every capsule found on disk (running VMs are reconnected, paused ones
     /// stay paused, dead ones are reported as `error`, half-made ones are removed).
     pub async fn open(cfg: AgentConfig) -> Result<Self> {
@@ -139,19 +135,17 @@ impl CapsuleManager {
                 .await
                 .map_err(|e| AgentError::Tool(format!("kernel build task: {e}")))??
         };
-        let accel = wrenn_vmm::detect_accel(
-            &cfg.qemu,
-            &kernel.kernel,
-            &kernel.initrd,
-            &layout.accel_cache(),
-        )
-        .await?;
-        let restore_env = RestoreEnv {
-            vmm_version: tools::vmm_version(&cfg.qemu).await?,
-            accel: accel_name(accel).to_owned(),
-        };
+        let vmm = cfg
+            .vmm
+            .open(HostProbe {
+                kernel: &kernel.kernel,
+                initrd: &kernel.initrd,
+                state_dir: &cfg.data_dir,
+            })
+            .await?;
         let net = Networking::start(cfg.network.clone()).await;
-        tracing::info!(accel = accel_name(accel), vmm = %restore_env.vmm_version, network = net.host().is_some(), "host agent ready");
+        let id = vmm.identity();
+        tracing::info!(driver = %id.driver, accel = %id.accel, vmm = %id.version, network = net.host().is_some(), "host agent ready");
         let inner = Arc::new_cyclic(|me| Inner {
             me: me.clone(),
             net,
@@ -160,8 +154,7 @@ impl CapsuleManager {
             layout,
             images,
             kernel,
-            accel,
-            restore_env,
+            vmm,
             slots: Mutex::new(HashMap::new()),
             template_locks: tokio::sync::Mutex::new(HashMap::new()),
         });
@@ -180,9 +173,9 @@ impl CapsuleManager {
             .map(|_| ())
     }
 
-    /// The accelerator this host uses.
-    pub fn accel(&self) -> Accel {
-        self.inner.accel
+    /// The VMM driver this host uses.
+    pub fn vmm(&self) -> &Arc<dyn Vmm> {
+        &self.inner.vmm
     }
 
     /// Directory of a capsule (for tests and diagnostics).
@@ -194,7 +187,7 @@ impl CapsuleManager {
     pub async fn vmm_pid(&self, id: &str) -> Result<Option<u32>> {
         let slot = self.inner.slot(id)?;
         let vm = slot.run.lock().await;
-        Ok(vm.as_ref().map(Vm::pid))
+        Ok(vm.as_ref().map(|vm| vm.pid()))
     }
 
     /// Releases the guest channel of every capsule (they keep running) so a new agent
@@ -216,14 +209,6 @@ impl CapsuleManager {
                 .await
                 .map_err(|e| AgentError::Tool(format!("lifecycle task failed: {e}")))?
         }
-    }
-}
-
-/// `kvm` or `tcg`.
-pub fn accel_name(a: Accel) -> &'static str {
-    match a {
-        Accel::Kvm => "kvm",
-        Accel::Tcg => "tcg",
     }
 }
 
@@ -281,7 +266,7 @@ impl Inner {
 
     /// Connects to a just-restored guest and tells it to set its clock and re-seed its
     /// random pool.
-    async fn sync_guest(&self, vm: &Vm, nameservers: Vec<String>) -> Result<EnvdClient> {
+    async fn sync_guest(&self, vm: &dyn Vm, nameservers: Vec<String>) -> Result<EnvdClient> {
         let envd = EnvdClient::connect(&vm.agent_socket(), self.cfg.envd_timeout).await?;
         let unix_time_ns = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -369,7 +354,7 @@ impl Inner {
         match self.create_in(&slot, &template, vcpus, memory_mb).await {
             Ok((vm, envd)) => {
                 self.cfg.faults.hit(FaultPoint::CreateRestored);
-                self.watch_vmm(&slot, &vm);
+                self.watch_vmm(&slot, vm.as_ref());
                 *run = Some(vm);
                 *lock(&slot.envd) = Some(envd);
                 slot.set_status(HostStatus::Running, None)?;
@@ -379,7 +364,7 @@ impl Inner {
                 tracing::warn!(capsule = %id, error = %e, "create failed; removing what was made");
                 lock(&self.slots).remove(&id);
                 if dir.exists() {
-                    kill_by_pidfile(&dir).await;
+                    self.vmm.kill_orphan(&dir).await;
                     let _ = std::fs::remove_dir_all(&dir);
                 }
                 self.detach_network(&id).await;
@@ -394,7 +379,7 @@ impl Inner {
         template: &str,
         vcpus: u32,
         memory_mb: u32,
-    ) -> Result<(Vm, EnvdClient)> {
+    ) -> Result<(Box<dyn Vm>, EnvdClient)> {
         let snap = self.template_snapshot(template, vcpus, memory_mb).await?;
         let dir = slot.dir.clone();
         wrenn_durable::private_dir(&dir).map_err(AgentError::io("creating", &dir))?;
@@ -404,10 +389,11 @@ impl Inner {
             m.network.nic = snap.manifest.nic;
         })?;
         let (src_mem, src_disk, d) = (snap.memory(), snap.disk(), dir.clone());
+        let disk_name = self.vmm.disk_name();
         tokio::task::spawn_blocking(move || -> Result<()> {
             wrenn_durable::copy_sparse(&src_mem, &d.join(files::MEMORY))
                 .map_err(AgentError::io("copying", &src_mem))?;
-            wrenn_durable::copy_sparse(&src_disk, &d.join(files::DISK))
+            wrenn_durable::copy_sparse(&src_disk, &d.join(disk_name))
                 .map_err(AgentError::io("copying", &src_disk))?;
             Ok(())
         })
@@ -416,14 +402,18 @@ impl Inner {
         self.cfg.faults.hit(FaultPoint::CreateCopied);
         self.attach_network(slot).await?;
         let spec = self.spec_of(slot);
-        let vm = Vm::restore(&spec, &snap.state()).await?;
+        let vm = self.vmm.restore(&spec, &snap.state()).await?;
+        if let Err(e) = vm.run().await {
+            let _ = vm.stop().await;
+            return Err(e.into());
+        }
         match self
-            .sync_guest(&vm, self.net.nameservers(&slot.manifest()))
+            .sync_guest(vm.as_ref(), self.net.nameservers(&slot.manifest()))
             .await
         {
             Ok(envd) => Ok((vm, envd)),
             Err(e) => {
-                let _ = vm.kill().await;
+                let _ = vm.stop().await;
                 Err(e)
             }
         }
@@ -434,7 +424,7 @@ impl Inner {
     pub(crate) async fn pause_locked(
         &self,
         slot: &Slot,
-        vm_slot: &mut Option<Vm>,
+        vm_slot: &mut Option<Box<dyn Vm>>,
         during: HostStatus,
     ) -> Result<()> {
         let id = slot.id();
@@ -475,7 +465,7 @@ impl Inner {
                 });
             if written.is_err() {
                 // The state was saved but the snapshot is not in place: keep running.
-                let _ = vm.cont().await;
+                let _ = vm.run().await;
             }
             written
         }
@@ -483,7 +473,7 @@ impl Inner {
         if let Err(e) = saved {
             let _ = fsutil::clear_dir(&new);
             let _ = std::fs::remove_dir(&new);
-            if wrenn_vmm::process_alive(&slot.dir) {
+            if self.vmm.is_alive(&slot.dir) {
                 slot.set_status(HostStatus::Running, None)?;
             } else {
                 lock(&slot.envd).take();
@@ -498,10 +488,10 @@ impl Inner {
         self.cfg.faults.hit(FaultPoint::PauseSaved);
         lock(&slot.envd).take();
         if let Some(vm) = vm_slot.take() {
-            vm.kill().await?;
+            vm.stop().await?;
         }
         self.detach_network(&id).await;
-        cleanup_runtime_files(&slot.dir);
+        self.vmm.remove_runtime_files(&slot.dir);
         self.cfg.faults.hit(FaultPoint::PauseVmmEnded);
         slot.set_status(HostStatus::Paused, None)?;
         Ok(())
@@ -512,7 +502,7 @@ impl Inner {
     pub(crate) async fn resume_locked(
         &self,
         slot: &Arc<Slot>,
-        vm_slot: &mut Option<Vm>,
+        vm_slot: &mut Option<Box<dyn Vm>>,
         during: HostStatus,
     ) -> Result<()> {
         let id = slot.id();
@@ -529,8 +519,8 @@ impl Inner {
         SnapshotManifest::verify(
             &snap,
             &slot.dir.join(files::MEMORY),
-            &slot.dir.join(files::DISK),
-            &self.restore_env,
+            &slot.dir.join(self.vmm.disk_name()),
+            self.vmm.identity(),
         )?;
         {
             // A paused capsule holds no vCPUs or memory: it must fit again to resume. The
@@ -554,10 +544,14 @@ impl Inner {
             return Err(e);
         }
         let spec = self.spec_of(slot);
-        let vm = match Vm::restore_stopped(&spec, &snap.join(SnapshotManifest::STATE)).await {
+        let vm = match self
+            .vmm
+            .restore(&spec, &snap.join(SnapshotManifest::STATE))
+            .await
+        {
             Ok(vm) => vm,
             Err(e) => {
-                kill_by_pidfile(&slot.dir).await;
+                self.vmm.kill_orphan(&slot.dir).await;
                 self.detach_network(&id).await;
                 slot.set_status(HostStatus::Paused, None)?;
                 return Err(e.into());
@@ -569,12 +563,12 @@ impl Inner {
         let started = async {
             std::fs::rename(&snap, &used).map_err(AgentError::io("renaming", &snap))?;
             wrenn_durable::sync_dir(&slot.dir).map_err(AgentError::io("syncing", &slot.dir))?;
-            vm.cont().await?;
+            vm.run().await?;
             Ok::<_, AgentError>(())
         }
         .await;
         if let Err(e) = started {
-            let _ = vm.kill().await;
+            let _ = vm.stop().await;
             self.detach_network(&id).await;
             if used.exists() && !snap.exists() {
                 let _ = std::fs::rename(&used, &snap);
@@ -584,12 +578,12 @@ impl Inner {
         }
         self.cfg.faults.hit(FaultPoint::ResumeRunning);
         match self
-            .sync_guest(&vm, self.net.nameservers(&slot.manifest()))
+            .sync_guest(vm.as_ref(), self.net.nameservers(&slot.manifest()))
             .await
         {
             Ok(envd) => {
                 *lock(&slot.envd) = Some(envd);
-                self.watch_vmm(slot, &vm);
+                self.watch_vmm(slot, vm.as_ref());
                 *vm_slot = Some(vm);
                 let _ = std::fs::remove_dir_all(&used);
                 slot.set_status(HostStatus::Running, None)?;
@@ -597,9 +591,9 @@ impl Inner {
             }
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&used);
-                if wrenn_vmm::process_alive(&slot.dir) {
+                if self.vmm.is_alive(&slot.dir) {
                     // The guest runs but does not answer: keep it, report the failure.
-                    self.watch_vmm(slot, &vm);
+                    self.watch_vmm(slot, vm.as_ref());
                     *vm_slot = Some(vm);
                     slot.set_status(HostStatus::Running, None)?;
                 } else {
@@ -639,11 +633,11 @@ impl Inner {
         let _ = slot.set_status(HostStatus::Stopping, None);
         lock(&slot.envd).take();
         if let Some(vm) = vm.take() {
-            if let Err(e) = vm.kill().await {
+            if let Err(e) = vm.stop().await {
                 tracing::warn!(capsule = %id, error = %e, "killing VMM");
             }
         }
-        kill_by_pidfile(&slot.dir).await;
+        self.vmm.kill_orphan(&slot.dir).await;
         self.detach_network(&id).await;
         if slot.dir.exists() {
             std::fs::remove_dir_all(&slot.dir).map_err(AgentError::io("removing", &slot.dir))?;
@@ -669,14 +663,14 @@ impl Inner {
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!(dir = %dir.display(), error = %e, "removing capsule directory without a usable manifest");
-                kill_by_pidfile(dir).await;
+                self.vmm.kill_orphan(dir).await;
                 let _ = std::fs::remove_dir_all(dir);
                 return Ok(None);
             }
         };
         // Capsules made by older versions may be readable by every user of the host.
         let _ = wrenn_durable::private_dir(dir);
-        for f in [files::MEMORY, files::DISK] {
+        for f in [files::MEMORY, self.vmm.disk_name()] {
             let _ = wrenn_durable::make_private(&dir.join(f));
         }
         let status = manifest.status;
@@ -688,19 +682,19 @@ impl Inner {
         });
         if matches!(status, HostStatus::Starting | HostStatus::Stopping) {
             // Never acknowledged, or already going away.
-            kill_by_pidfile(dir).await;
+            self.vmm.kill_orphan(dir).await;
             let _ = std::fs::remove_dir_all(dir);
             return Ok(None);
         }
         let spec = self.spec_of(&slot);
-        let alive = wrenn_vmm::process_alive(dir);
+        let alive = self.vmm.is_alive(dir);
         let snap = dir.join(files::SNAPSHOT);
         let snapshot_ok = snap.exists()
             && SnapshotManifest::verify(
                 &snap,
                 &dir.join(files::MEMORY),
-                &dir.join(files::DISK),
-                &self.restore_env,
+                &dir.join(self.vmm.disk_name()),
+                self.vmm.identity(),
             )
             .is_ok();
         let _ = fsutil::clear_dir(&dir.join(files::SNAPSHOT_NEW));
@@ -708,28 +702,28 @@ impl Inner {
         let mut vm_handle = None;
         let outcome: (HostStatus, Option<String>) = match status {
             HostStatus::Paused => {
-                kill_by_pidfile(dir).await;
+                self.vmm.kill_orphan(dir).await;
                 (HostStatus::Paused, None)
             }
             HostStatus::Pausing | HostStatus::Snapshotting if snapshot_ok => {
-                kill_by_pidfile(dir).await;
+                self.vmm.kill_orphan(dir).await;
                 (HostStatus::Paused, None)
             }
             HostStatus::Resuming if snapshot_ok => {
                 // The vCPUs never ran from this snapshot: it is still the truth.
-                kill_by_pidfile(dir).await;
+                self.vmm.kill_orphan(dir).await;
                 (HostStatus::Paused, None)
             }
             _ if alive => match self.adopt(&spec, &slot.manifest()).await {
                 Ok((vm, envd)) => {
                     let _ = std::fs::remove_dir_all(dir.join(files::SNAPSHOT_USED));
                     *lock(&slot.envd) = envd;
-                    self.watch_vmm(&slot, &vm);
+                    self.watch_vmm(&slot, vm.as_ref());
                     vm_handle = Some(vm);
                     (HostStatus::Running, None)
                 }
                 Err(e) => {
-                    kill_by_pidfile(dir).await;
+                    self.vmm.kill_orphan(dir).await;
                     (
                         HostStatus::Error,
                         Some(format!("could not re-adopt the VMM: {e}")),
@@ -749,8 +743,12 @@ impl Inner {
 
     /// Re-attaches to a live VMM: its vCPUs run again, and the guest gets the clock and fresh
     /// entropy when it answers (it may not yet: `guest()` connects lazily then).
-    async fn adopt(&self, spec: &VmSpec, m: &CapsuleManifest) -> Result<(Vm, Option<EnvdClient>)> {
-        let vm = Vm::adopt(spec).await?;
+    async fn adopt(
+        &self,
+        spec: &VmSpec,
+        m: &CapsuleManifest,
+    ) -> Result<(Box<dyn Vm>, Option<EnvdClient>)> {
+        let vm = self.vmm.adopt(spec).await?;
         if let Some(net) = self.net.serves(m) {
             // The namespace outlives the agent (QEMU is in it): take its forwarder back.
             if let Err(e) = net.adopt(&m.id, &network::rules(&m.network.policy)?).await {
@@ -758,9 +756,9 @@ impl Inner {
             }
         }
         if !vm.is_running().await {
-            vm.cont().await?;
+            vm.run().await?;
         }
-        let envd = match self.sync_guest(&vm, self.net.nameservers(m)).await {
+        let envd = match self.sync_guest(vm.as_ref(), self.net.nameservers(m)).await {
             Ok(e) => Some(e),
             Err(e) => {
                 tracing::warn!(dir = %spec.dir.display(), error = %e, "re-adopted VMM's guest does not answer yet");
@@ -774,7 +772,7 @@ impl Inner {
     /// (killed, a crash, a guest that powered off), the capsule becomes `Error` at once, its
     /// capacity and network are released and an event tells the control plane.
     /// Called wherever a VMM handle is put into a slot (create, resume, re-adoption).
-    fn watch_vmm(&self, slot: &Arc<Slot>, vm: &Vm) {
+    fn watch_vmm(&self, slot: &Arc<Slot>, vm: &dyn Vm) {
         let (watch, pid) = (vm.exit_watch(), vm.pid());
         // Weak: a manager that is dropped (an agent handing over to its successor) lets go of
         // its VMM handles and QMP connections even while their VMMs run on.
@@ -791,7 +789,7 @@ impl Inner {
     /// another VMM, or none), the capsule is lost.
     async fn vmm_ended(&self, slot: &Slot, pid: u32) {
         let mut vm = slot.run.lock().await;
-        if vm.as_ref().map(Vm::pid) != Some(pid) || slot.status() != HostStatus::Running {
+        if vm.as_ref().map(|vm| vm.pid()) != Some(pid) || slot.status() != HostStatus::Running {
             return;
         }
         vm.take();
@@ -817,7 +815,7 @@ impl Inner {
         if let Some(e) = existing.filter(|e| !e.is_closed()) {
             return Ok(e);
         }
-        let socket = wrenn_vmm::agent_socket_path(&slot.dir);
+        let socket = self.vmm.agent_socket(&slot.dir);
         let envd = EnvdClient::connect(&socket, self.cfg.envd_timeout).await?;
         *lock(&slot.envd) = Some(envd.clone());
         Ok(envd)
@@ -877,29 +875,6 @@ fn held_by_vmms(slots: &HashMap<String, Arc<Slot>>) -> (u32, u64) {
             let mf = lock(&s.manifest);
             (c + mf.vcpus, m + u64::from(mf.memory_mb))
         })
-}
-
-/// SIGKILLs the VMM of a directory if one is alive (used when no handle exists).
-pub(crate) async fn kill_by_pidfile(dir: &Path) {
-    if !wrenn_vmm::process_alive(dir) {
-        return;
-    }
-    let Ok(pid) = std::fs::read_to_string(dir.join("qemu.pid")) else {
-        return;
-    };
-    let Ok(pid) = pid.trim().parse::<i32>() else {
-        return;
-    };
-    // SAFETY: plain kill(2) of a pid verified to be this directory's VMM.
-    unsafe {
-        libc::kill(pid, libc::SIGKILL);
-    }
-    for _ in 0..200 {
-        if !Path::new(&format!("/proc/{pid}")).exists() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
 }
 
 /// Contract name of a status, for messages.

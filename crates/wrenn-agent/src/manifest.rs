@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use wrenn_host::HostStatus;
+use wrenn_vmm::VmmIdentity;
 
 use crate::error::{AgentError, Result};
 
@@ -140,15 +141,6 @@ pub struct VmShape {
     pub nic: bool,
 }
 
-/// What the running agent can restore: compared against a snapshot's manifest.
-#[derive(Debug, Clone)]
-pub struct RestoreEnv {
-    /// Current VMM version line.
-    pub vmm_version: String,
-    /// Current accelerator name.
-    pub accel: String,
-}
-
 impl SnapshotManifest {
     /// File name of the manifest inside a snapshot directory.
     pub const FILE: &'static str = "snapshot.json";
@@ -157,7 +149,7 @@ impl SnapshotManifest {
 
     /// Reads the manifest of a snapshot directory and checks that every file is there, the
     /// sizes match, the device state's checksum matches and this agent can restore it.
-    pub fn verify(dir: &Path, memory: &Path, disk: &Path, env: &RestoreEnv) -> Result<Self> {
+    pub fn verify(dir: &Path, memory: &Path, disk: &Path, env: &VmmIdentity) -> Result<Self> {
         let bad = |reason: String| AgentError::BadSnapshot {
             path: dir.to_owned(),
             reason,
@@ -172,10 +164,10 @@ impl SnapshotManifest {
                 m.format
             )));
         }
-        if m.vmm_version != env.vmm_version {
+        if m.vmm_version != env.version {
             return Err(bad(format!(
                 "made by '{}', this host runs '{}'",
-                m.vmm_version, env.vmm_version
+                m.vmm_version, env.version
             )));
         }
         if m.accel != env.accel {

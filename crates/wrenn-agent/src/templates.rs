@@ -8,13 +8,13 @@ use std::str::FromStr;
 use wrenn_envd_client::EnvdClient;
 use wrenn_host::{TemplateInfo, TemplateKind};
 use wrenn_images::BaseTemplate;
-use wrenn_vmm::{Vm, VmSpec};
+use wrenn_vmm::VmSpec;
 
 use crate::error::{AgentError, Result};
+use crate::fsutil;
 use crate::layout::files;
 use crate::manager::Inner;
 use crate::manifest::{now_unix, record, SnapshotManifest, VmShape, SNAPSHOT_FORMAT};
-use crate::{fsutil, tools};
 
 /// A snapshot ready to be restored: the files a new capsule copies.
 #[derive(Debug, Clone)]
@@ -23,6 +23,8 @@ pub struct TemplateSnapshot {
     pub dir: PathBuf,
     /// Its verified manifest.
     pub manifest: SnapshotManifest,
+    /// Its disk (the file name is the VMM driver's).
+    disk: PathBuf,
 }
 
 impl TemplateSnapshot {
@@ -36,7 +38,7 @@ impl TemplateSnapshot {
     }
     /// Disk overlay.
     pub fn disk(&self) -> PathBuf {
-        self.dir.join(files::DISK)
+        self.disk.clone()
     }
 }
 
@@ -56,12 +58,13 @@ impl Inner {
         let manifest = SnapshotManifest::verify(
             dir,
             &dir.join(files::MEMORY),
-            &dir.join(files::DISK),
-            &self.restore_env,
+            &dir.join(self.vmm.disk_name()),
+            self.vmm.identity(),
         )?;
         Ok(TemplateSnapshot {
             dir: dir.to_owned(),
             manifest,
+            disk: dir.join(self.vmm.disk_name()),
         })
     }
 
@@ -129,9 +132,9 @@ impl Inner {
         let build = parent.join(build_dir_name());
         wrenn_durable::private_dir(&build).map_err(AgentError::io("creating", &build))?;
         tracing::info!(template = %key, "building base template (one cold boot)");
-        let disk = build.join(files::DISK);
+        let disk = build.join(self.vmm.disk_name());
         let rootfs = std::fs::canonicalize(rootfs).map_err(AgentError::io("resolving", rootfs))?;
-        tools::create_overlay(&rootfs, &disk).await?;
+        self.vmm.create_disk(&rootfs, &disk).await?;
         wrenn_durable::make_private(&disk).map_err(AgentError::io("restricting", &disk))?;
         // The device exists from the first boot, without a backend: each capsule restored
         // from this snapshot plugs its own tap in.
@@ -143,7 +146,7 @@ impl Inner {
             &self.kernel.initrd,
             Some(crate::network::nic_spec(wrenn_vmm::NicBackend::None)),
         );
-        let vm = Vm::boot(&spec).await?;
+        let vm = self.vmm.boot(&spec).await?;
         let result = async {
             {
                 let envd = EnvdClient::connect(&vm.agent_socket(), self.cfg.boot_timeout).await?;
@@ -158,7 +161,7 @@ impl Inner {
             Ok::<_, AgentError>(())
         }
         .await;
-        vm.kill().await?;
+        vm.stop().await?;
         result?;
         let shape = VmShape {
             vcpus,
@@ -168,7 +171,7 @@ impl Inner {
             nic: true,
         };
         self.write_snapshot_manifest(&build, &build, &shape)?;
-        cleanup_runtime_files(&build);
+        self.vmm.remove_runtime_files(&build);
         if let Err(e) = std::fs::rename(&build, &dir) {
             // Another process sharing this template store finished the same build first.
             let _ = std::fs::remove_dir_all(&build);
@@ -194,14 +197,14 @@ impl Inner {
             created_at: now_unix(),
             vcpus: shape.vcpus,
             memory_mb: shape.memory_mb,
-            vmm_version: self.restore_env.vmm_version.clone(),
-            accel: self.restore_env.accel.clone(),
+            vmm_version: self.vmm.identity().version.clone(),
+            accel: self.vmm.identity().accel.clone(),
             guest_protocol: wrenn_protocol::PROTOCOL_VERSION,
             kernel: shape.kernel.clone(),
             initrd: shape.initrd.clone(),
             state: record(&snap_dir.join(SnapshotManifest::STATE), true)?,
             memory: record(&files_dir.join(files::MEMORY), false)?,
-            disk: record(&files_dir.join(files::DISK), false)?,
+            disk: record(&files_dir.join(self.vmm.disk_name()), false)?,
             nic: shape.nic,
         };
         m.store(snap_dir)?;
@@ -266,6 +269,7 @@ impl Inner {
         let suffix: u64 = rand::random();
         let build = root.join(build_dir_name());
         wrenn_durable::private_dir(&build).map_err(AgentError::io("creating", &build))?;
+        let disk = self.vmm.disk_name();
         let result = (|| {
             let snap = capsule_dir.join(files::SNAPSHOT);
             for (from, to) in [
@@ -278,7 +282,7 @@ impl Inner {
                     build.join(SnapshotManifest::FILE),
                 ),
                 (capsule_dir.join(files::MEMORY), build.join(files::MEMORY)),
-                (capsule_dir.join(files::DISK), build.join(files::DISK)),
+                (capsule_dir.join(disk), build.join(disk)),
             ] {
                 wrenn_durable::copy_sparse(&from, &to).map_err(AgentError::io("copying", &from))?;
             }
@@ -360,29 +364,14 @@ impl Inner {
     ) -> VmSpec {
         VmSpec {
             dir: dir.to_owned(),
-            qemu: self.cfg.qemu.clone(),
             kernel: kernel.to_owned(),
             initrd: initrd.to_owned(),
             cmdline_extra: String::new(),
             vcpus,
             memory_mb,
             memory_file: dir.join(files::MEMORY),
-            disk: dir.join(files::DISK),
-            accel: self.accel,
+            disk: dir.join(self.vmm.disk_name()),
             nic,
-        }
-    }
-}
-
-/// Removes sockets, pid file and console log of a VM that has ended.
-pub(crate) fn cleanup_runtime_files(dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".sock") || name.ends_with(".pid") || name.starts_with("console.log") {
-            let _ = std::fs::remove_file(e.path());
         }
     }
 }
