@@ -332,6 +332,7 @@ impl Inner {
                 format: CAPSULE_FORMAT,
                 id: id.clone(),
                 template: template.clone(),
+                driver: self.vmm.identity().driver.clone(),
                 vcpus,
                 memory_mb,
                 status: HostStatus::Starting,
@@ -668,6 +669,24 @@ impl Inner {
                 return Ok(None);
             }
         };
+        if manifest.driver != self.vmm.identity().driver {
+            // Its VMM (running or not) is another driver's: neither adopt nor remove it.
+            let why = format!(
+                "made under the {} VMM driver; this agent runs the {} driver",
+                manifest.driver,
+                self.vmm.identity().driver
+            );
+            tracing::warn!(dir = %dir.display(), "{why}");
+            let mut manifest = manifest;
+            manifest.status = HostStatus::Error;
+            manifest.error = Some(why);
+            return Ok(Some(Arc::new(Slot {
+                dir: dir.to_owned(),
+                manifest: Mutex::new(manifest),
+                envd: Mutex::new(None),
+                run: tokio::sync::Mutex::new(None),
+            })));
+        }
         // Capsules made by older versions may be readable by every user of the host.
         let _ = wrenn_durable::private_dir(dir);
         for f in [files::MEMORY, self.vmm.disk_name()] {

@@ -23,6 +23,10 @@ pub struct CapsuleManifest {
     pub id: String,
     /// Template it was created from.
     pub template: String,
+    /// The VMM driver its VMM runs under (`qemu`); manifests from before this field are
+    /// QEMU's. A restarted agent with another driver leaves such a capsule alone.
+    #[serde(default = "legacy_driver")]
+    pub driver: String,
     /// vCPUs.
     pub vcpus: u32,
     /// Memory in MiB.
@@ -104,7 +108,12 @@ pub struct SnapshotManifest {
     pub vcpus: u32,
     /// Guest memory in MiB.
     pub memory_mb: u32,
-    /// What the VMM needs to be: `qemu-system-x86_64 --version`'s first line.
+    /// The VMM driver that made it (`qemu`); manifests from before this field are QEMU's.
+    /// Another driver cannot read its device state.
+    #[serde(default = "legacy_driver")]
+    pub driver: String,
+    /// What the VMM needs to be: its version as the driver reports it (QEMU: the first
+    /// line of `qemu-system-x86_64 --version`).
     pub vmm_version: String,
     /// Accelerator the VM ran under (`kvm`/`tcg`): device state differs between them.
     pub accel: String,
@@ -147,9 +156,8 @@ impl SnapshotManifest {
     /// File name of the device state inside a snapshot directory.
     pub const STATE: &'static str = "state";
 
-    /// Reads the manifest of a snapshot directory and checks that every file is there, the
-    /// sizes match, the device state's checksum matches and this agent can restore it.
-    pub fn verify(dir: &Path, memory: &Path, disk: &Path, env: &VmmIdentity) -> Result<Self> {
+    /// Reads the manifest of a snapshot directory and checks its format.
+    pub fn read(dir: &Path) -> Result<Self> {
         let bad = |reason: String| AgentError::BadSnapshot {
             path: dir.to_owned(),
             reason,
@@ -162,6 +170,25 @@ impl SnapshotManifest {
             return Err(bad(format!(
                 "snapshot format {} is not supported (this agent reads {SNAPSHOT_FORMAT})",
                 m.format
+            )));
+        }
+        Ok(m)
+    }
+
+    /// Reads the manifest of a snapshot directory and checks that this agent can restore it
+    /// (driver first: another driver's snapshot is refused before anything else is looked
+    /// at), that every file is there, the sizes match and the device state's checksum
+    /// matches.
+    pub fn verify(dir: &Path, memory: &Path, disk: &Path, env: &VmmIdentity) -> Result<Self> {
+        let bad = |reason: String| AgentError::BadSnapshot {
+            path: dir.to_owned(),
+            reason,
+        };
+        let m = Self::read(dir)?;
+        if m.driver != env.driver {
+            return Err(bad(format!(
+                "made by the {} VMM driver, this host runs the {} driver",
+                m.driver, env.driver
             )));
         }
         if m.vmm_version != env.version {
@@ -233,6 +260,11 @@ pub fn record(path: &Path, checksum: bool) -> Result<FileRecord> {
         None
     };
     Ok(FileRecord { size, sha256 })
+}
+
+/// The driver of manifests written before they named one.
+fn legacy_driver() -> String {
+    wrenn_vmm::LEGACY_DRIVER.to_owned()
 }
 
 /// Current time, unix seconds.

@@ -197,6 +197,7 @@ impl Inner {
             created_at: now_unix(),
             vcpus: shape.vcpus,
             memory_mb: shape.memory_mb,
+            driver: self.vmm.identity().driver.clone(),
             vmm_version: self.vmm.identity().version.clone(),
             accel: self.vmm.identity().accel.clone(),
             guest_protocol: wrenn_protocol::PROTOCOL_VERSION,
@@ -233,10 +234,7 @@ impl Inner {
                 continue;
             }
             let dir = e.path();
-            let Ok(bytes) = std::fs::read(dir.join(SnapshotManifest::FILE)) else {
-                continue;
-            };
-            let Ok(m) = serde_json::from_slice::<SnapshotManifest>(&bytes) else {
+            let Ok(m) = SnapshotManifest::read(&dir) else {
                 continue;
             };
             out.push(TemplateInfo {

@@ -107,6 +107,7 @@ async fn old_template(th: &TestHost, host: &wrenn_agent::CapsuleManager, name: &
         created_at: 0,
         vcpus: 1,
         memory_mb: 256,
+        driver: host.vmm().identity().driver.clone(),
         vmm_version: String::from_utf8_lossy(&version.stdout)
             .lines()
             .next()
@@ -123,7 +124,9 @@ async fn old_template(th: &TestHost, host: &wrenn_agent::CapsuleManager, name: &
         nic: false,
     };
     let mut json = serde_json::to_value(&m).unwrap();
+    // Nor did manifests name their VMM driver then.
     json.as_object_mut().unwrap().remove("nic");
+    json.as_object_mut().unwrap().remove("driver");
     std::fs::write(
         dir.join("snapshot.json"),
         serde_json::to_vec(&json).unwrap(),
