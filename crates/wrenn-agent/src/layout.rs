@@ -18,6 +18,10 @@
 
 use std::path::{Path, PathBuf};
 
+use wrenn_vmm::{NicSpec, VmSpec, Vmm};
+
+use crate::manifest::VmShape;
+
 /// Paths under one data dir.
 #[derive(Debug, Clone)]
 pub struct Layout {
@@ -65,4 +69,20 @@ pub mod files {
     pub const SNAPSHOT_NEW: &str = "snapshot.new";
     /// Snapshot whose VM has been restored and started: no longer restorable.
     pub const SNAPSHOT_USED: &str = "snapshot.used";
+}
+
+/// The VM spec of a capsule's or template's directory: its memory file, and its disk under
+/// the driver's name.
+pub(crate) fn vm_spec(vmm: &dyn Vmm, dir: &Path, shape: &VmShape, nic: Option<NicSpec>) -> VmSpec {
+    VmSpec {
+        dir: dir.to_owned(),
+        kernel: shape.kernel.clone(),
+        initrd: shape.initrd.clone(),
+        cmdline_extra: String::new(),
+        vcpus: shape.vcpus,
+        memory_mb: shape.memory_mb,
+        memory_file: dir.join(files::MEMORY),
+        disk: dir.join(vmm.disk_name()),
+        nic,
+    }
 }

@@ -8,6 +8,7 @@ use wrenn_host::HostStatus;
 use wrenn_vmm::VmmIdentity;
 
 use crate::error::{AgentError, Result};
+use crate::layout::files;
 
 /// Format version of [`CapsuleManifest`].
 pub const CAPSULE_FORMAT: u32 = 1;
@@ -225,6 +226,36 @@ impl SnapshotManifest {
                 return Err(bad("device state checksum does not match".into()));
             }
         }
+        Ok(m)
+    }
+
+    /// Records a snapshot whose device state is in `dir` and whose memory file and disk
+    /// (named `disk_name` by the VMM driver) are in `files_dir`, made by the VMM `vmm`, and
+    /// writes its manifest into `dir`.
+    pub fn write(
+        dir: &Path,
+        files_dir: &Path,
+        disk_name: &str,
+        shape: &VmShape,
+        vmm: &VmmIdentity,
+    ) -> Result<Self> {
+        let m = SnapshotManifest {
+            format: SNAPSHOT_FORMAT,
+            created_at: now_unix(),
+            vcpus: shape.vcpus,
+            memory_mb: shape.memory_mb,
+            driver: vmm.driver.clone(),
+            vmm_version: vmm.version.clone(),
+            accel: vmm.accel.clone(),
+            guest_protocol: wrenn_protocol::PROTOCOL_VERSION,
+            kernel: shape.kernel.clone(),
+            initrd: shape.initrd.clone(),
+            state: record(&dir.join(Self::STATE), true)?,
+            memory: record(&files_dir.join(files::MEMORY), false)?,
+            disk: record(&files_dir.join(disk_name), false)?,
+            nic: shape.nic,
+        };
+        m.store(dir)?;
         Ok(m)
     }
 
