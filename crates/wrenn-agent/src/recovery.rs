@@ -162,7 +162,7 @@ impl Inner {
     ) -> Result<(Box<dyn Vm>, Option<EnvdClient>)> {
         let vm = self.vmm.adopt(spec).await?;
         if let Some(net) = self.net.serves(m) {
-            // The namespace outlives the agent (QEMU is in it): take its forwarder back.
+            // The namespace outlives the agent (the VMM is in it): take its forwarder back.
             if let Err(e) = net.adopt(&m.id, &network::rules(&m.network.policy)?).await {
                 tracing::warn!(capsule = %m.id, error = %e, "re-adopting the capsule network");
             }

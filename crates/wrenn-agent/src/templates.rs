@@ -21,7 +21,7 @@ use crate::manifest::{SnapshotManifest, VmShape};
 /// A snapshot ready to be restored: the files a new capsule copies.
 #[derive(Debug, Clone)]
 pub struct TemplateSnapshot {
-    /// Directory holding `snapshot.json`, `state`, `memory`, `disk.qcow2`.
+    /// Directory holding `snapshot.json`, `state`, `memory` and the disk.
     pub dir: PathBuf,
     /// Its verified manifest.
     pub manifest: SnapshotManifest,
