@@ -25,7 +25,11 @@ impl HostApi for CapsuleManager {
     }
 
     async fn list(&self) -> Result<Vec<CapsuleInfo>, HostError> {
-        let mut out: Vec<CapsuleInfo> = (self.inner.slots.all().iter())
+        let mut out: Vec<CapsuleInfo> = self
+            .inner
+            .slots
+            .all()
+            .iter()
             .map(|s| s.info(&self.inner.net))
             .collect();
         out.sort_by(|a, b| a.id.cmp(&b.id));
