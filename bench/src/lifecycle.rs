@@ -12,7 +12,8 @@ use wrenn_agent::CapsuleManager;
 use wrenn_envd_client::EnvdClient;
 use wrenn_host::HostApi;
 use wrenn_images::{BaseTemplate, ImageStore};
-use wrenn_vmm::{Vm, VmSpec};
+use wrenn_vmm::qemu::{Qemu, QemuVm};
+use wrenn_vmm::VmSpec;
 
 use crate::common::{create, median, mib, ms, sh};
 
@@ -37,10 +38,7 @@ pub async fn run(
     sizes: &[u32],
     reps: usize,
 ) -> anyhow::Result<()> {
-    println!(
-        "accelerator: {}",
-        wrenn_agent::manager::accel_name(mgr.accel())
-    );
+    println!("accelerator: {}", mgr.vmm().identity().accel);
     let mut rows = Vec::new();
     for &mem in sizes {
         eprintln!("== {mem} MiB: preparing the template snapshot");
@@ -147,7 +145,6 @@ async fn cold_boot(
     anyhow::ensure!(st.success(), "qemu-img create failed");
     let spec = VmSpec {
         dir: dir.clone(),
-        qemu: "qemu-system-x86_64".into(),
         kernel: kernel.kernel,
         initrd: kernel.initrd,
         cmdline_extra: String::new(),
@@ -155,16 +152,15 @@ async fn cold_boot(
         memory_mb: mem,
         memory_file: dir.join("memory"),
         disk,
-        accel: mgr.accel(),
         nic: None,
     };
     let t = Instant::now();
-    let vm = Vm::boot(&spec).await?;
+    let vm = mgr.vmm().boot(&spec).await?;
     let client = EnvdClient::connect(&vm.agent_socket(), Duration::from_secs(300)).await?;
     client.health().await?;
     let took = t.elapsed();
     drop(client);
-    vm.kill().await?;
+    vm.stop().await?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(took)
 }
@@ -178,9 +174,15 @@ async fn classic_baseline(
 ) -> anyhow::Result<(Duration, Duration, u64)> {
     let dir = mgr.capsule_dir(id);
     let manifest = CapsuleManifest::load(&dir.join("capsule.json"))?;
+    // The classic migration is QEMU's own: this baseline drives QEMU directly.
+    let id = mgr.vmm().identity();
+    let qemu = Qemu::new(
+        "qemu-system-x86_64".into(),
+        id.accel.parse()?,
+        id.version.clone(),
+    );
     let spec = VmSpec {
         dir: dir.clone(),
-        qemu: "qemu-system-x86_64".into(),
         kernel: manifest.kernel,
         initrd: manifest.initrd,
         cmdline_extra: String::new(),
@@ -188,13 +190,12 @@ async fn classic_baseline(
         memory_mb: mem,
         memory_file: dir.join("memory"),
         disk: dir.join("disk.qcow2"),
-        accel: mgr.accel(),
         nic: manifest.network.nic.then(|| wrenn_vmm::NicSpec {
             mac: wrenn_protocol::net::GUEST_MAC.into(),
             backend: wrenn_vmm::NicBackend::None,
         }),
     };
-    let vm = Vm::restore(&spec, &dir.join("snapshot/state"))
+    let vm = QemuVm::restore(&qemu, &spec, &dir.join("snapshot/state"))
         .await
         .context("restoring for the baseline")?;
     let client = EnvdClient::connect(&vm.agent_socket(), Duration::from_secs(120)).await?;
@@ -207,7 +208,7 @@ async fn classic_baseline(
     vm.kill().await?;
     let bytes = allocated_bytes(&file)?;
     let t = Instant::now();
-    let vm = Vm::restore_classic(&spec, &file).await?;
+    let vm = QemuVm::restore_classic(&qemu, &spec, &file).await?;
     let client = EnvdClient::connect(&vm.agent_socket(), Duration::from_secs(120)).await?;
     client.health().await?;
     let restore = t.elapsed();

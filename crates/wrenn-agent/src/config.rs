@@ -7,8 +7,8 @@ use std::path::PathBuf;
 pub struct AgentConfig {
     /// Data dir: `images/`, `templates/`, `capsules/` live under it.
     pub data_dir: PathBuf,
-    /// `qemu-system-x86_64`.
-    pub qemu: PathBuf,
+    /// The VMM driver and its binary (default: QEMU from `PATH`).
+    pub vmm: wrenn_vmm::VmmConfig,
     /// The static envd binary baked into the base images.
     pub envd: PathBuf,
     /// vCPUs the host hands out in all (default: 4 per host core).
@@ -27,7 +27,7 @@ pub struct AgentConfig {
 }
 
 impl AgentConfig {
-    /// Defaults for a data dir and an envd binary; QEMU from `PATH`.
+    /// Defaults for a data dir and an envd binary; the default VMM driver.
     pub fn new(data_dir: impl Into<PathBuf>, envd: impl Into<PathBuf>) -> Self {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
         let data_dir: PathBuf = data_dir.into();
@@ -35,7 +35,7 @@ impl AgentConfig {
         Self {
             network,
             data_dir,
-            qemu: PathBuf::from("qemu-system-x86_64"),
+            vmm: wrenn_vmm::VmmConfig::default(),
             envd: envd.into(),
             vcpus_total: cores * 4,
             memory_mb_total: host_memory_mb() * 4 / 5,

@@ -68,7 +68,7 @@ pub enum AgentError {
     /// Capsule networking failed.
     #[error(transparent)]
     Net(#[from] wrenn_net::NetError),
-    /// A host tool (qemu-img) failed.
+    /// A task of the agent died, or a manifest could not be serialised.
     #[error("{0}")]
     Tool(String),
 }

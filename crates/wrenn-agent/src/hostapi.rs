@@ -8,7 +8,8 @@ use wrenn_host::{
 };
 
 use crate::error::AgentError;
-use crate::manager::{lock, status_name, CapsuleManager};
+use crate::manager::CapsuleManager;
+use crate::slots::status_name;
 use crate::templates::valid_template_name;
 
 #[async_trait::async_trait]
@@ -24,8 +25,11 @@ impl HostApi for CapsuleManager {
     }
 
     async fn list(&self) -> Result<Vec<CapsuleInfo>, HostError> {
-        let mut out: Vec<CapsuleInfo> = lock(&self.inner.slots)
-            .values()
+        let mut out: Vec<CapsuleInfo> = self
+            .inner
+            .slots
+            .all()
+            .iter()
             .map(|s| s.info(&self.inner.net))
             .collect();
         out.sort_by(|a, b| a.id.cmp(&b.id));
@@ -120,7 +124,7 @@ impl HostApi for CapsuleManager {
                 let inner = Arc::clone(&inner);
                 let dir = slot.dir.clone();
                 let name = name.clone();
-                tokio::task::spawn_blocking(move || inner.publish_template(&dir, &name, overwrite))
+                tokio::task::spawn_blocking(move || inner.templates.publish(&dir, &name, overwrite))
                     .await
                     .map_err(|e| AgentError::Tool(format!("template copy task: {e}")))?
             };
@@ -141,11 +145,11 @@ impl HostApi for CapsuleManager {
     }
 
     async fn delete_template(&self, name: &str) -> Result<(), HostError> {
-        Ok(self.inner.remove_template(name)?)
+        Ok(self.inner.templates.remove(name)?)
     }
 
     async fn templates(&self) -> Result<Vec<TemplateInfo>, HostError> {
-        Ok(self.inner.list_templates())
+        Ok(self.inner.templates.list())
     }
 
     async fn capacity(&self) -> Result<Capacity, HostError> {

@@ -2,13 +2,25 @@
 //!
 //! ```text
 //! <data>/images/                   kernels, initramfs, base root filesystems (wrenn-images)
-//! <data>/templates/.base/<key>/    booted base templates: snapshot.json, state, memory, disk.qcow2
+//! <data>/templates/.base/<key>/    booted base templates: snapshot.json, state, memory, disk
 //! <data>/templates/<name>/         snapshot templates (same files)
-//! <data>/capsules/<id>/            capsule.json, memory, disk.qcow2, sockets, console.log,
+//! <data>/capsules/<id>/            capsule.json, memory, disk, the VMM's runtime files,
 //!                                  snapshot/ (while paused: snapshot.json + state)
+//! <data>/                          the VMM driver's cached findings (QEMU: accel.json)
+//! ```
+//!
+//! The disk's file name and format are the VMM driver's (QEMU: `disk.qcow2`, a qcow2
+//! overlay over the template's root filesystem), as are its runtime files (sockets, pid
+//! file, console log).
+//!
+//! ```text
 //! ```
 
 use std::path::{Path, PathBuf};
+
+use wrenn_vmm::{NicSpec, VmSpec, Vmm};
+
+use crate::manifest::VmShape;
 
 /// Paths under one data dir.
 #[derive(Debug, Clone)]
@@ -43,10 +55,6 @@ impl Layout {
     pub fn base_template(&self, key: &str) -> PathBuf {
         self.templates().join(".base").join(key)
     }
-    /// Cached accelerator probe result.
-    pub fn accel_cache(&self) -> PathBuf {
-        self.root.join("accel.json")
-    }
 }
 
 /// Files inside a capsule's (or template's) directory.
@@ -55,12 +63,26 @@ pub mod files {
     pub const MANIFEST: &str = "capsule.json";
     /// Guest RAM.
     pub const MEMORY: &str = "memory";
-    /// Root disk overlay.
-    pub const DISK: &str = "disk.qcow2";
     /// Snapshot of a paused capsule.
     pub const SNAPSHOT: &str = "snapshot";
     /// Snapshot being written.
     pub const SNAPSHOT_NEW: &str = "snapshot.new";
     /// Snapshot whose VM has been restored and started: no longer restorable.
     pub const SNAPSHOT_USED: &str = "snapshot.used";
+}
+
+/// The VM spec of a capsule's or template's directory: its memory file, and its disk under
+/// the driver's name.
+pub(crate) fn vm_spec(vmm: &dyn Vmm, dir: &Path, shape: &VmShape, nic: Option<NicSpec>) -> VmSpec {
+    VmSpec {
+        dir: dir.to_owned(),
+        kernel: shape.kernel.clone(),
+        initrd: shape.initrd.clone(),
+        cmdline_extra: String::new(),
+        vcpus: shape.vcpus,
+        memory_mb: shape.memory_mb,
+        memory_file: dir.join(files::MEMORY),
+        disk: dir.join(vmm.disk_name()),
+        nic,
+    }
 }

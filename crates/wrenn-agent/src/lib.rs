@@ -6,16 +6,21 @@
 //! [`wrenn_host::HostApi`], the seam the control plane drives.
 
 pub mod config;
+mod create;
 pub mod error;
 pub mod faults;
 pub mod fsutil;
+mod guest;
 mod hostapi;
 pub mod layout;
 pub mod manager;
 pub mod manifest;
 mod network;
+mod pause;
+mod recovery;
+mod slots;
 pub mod templates;
-mod tools;
+mod watch;
 
 pub use config::AgentConfig;
 pub use error::AgentError;

@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use wrenn_host::HostStatus;
+use wrenn_vmm::VmmIdentity;
 
 use crate::error::{AgentError, Result};
-use crate::fsutil;
+use crate::layout::files;
 
 /// Format version of [`CapsuleManifest`].
 pub const CAPSULE_FORMAT: u32 = 1;
@@ -23,6 +24,10 @@ pub struct CapsuleManifest {
     pub id: String,
     /// Template it was created from.
     pub template: String,
+    /// The VMM driver its VMM runs under (`qemu`); manifests from before this field are
+    /// QEMU's. A restarted agent with another driver leaves such a capsule alone.
+    #[serde(default = "legacy_driver")]
+    pub driver: String,
     /// vCPUs.
     pub vcpus: u32,
     /// Memory in MiB.
@@ -79,7 +84,7 @@ impl CapsuleManifest {
     /// Writes it atomically.
     pub fn store(&self, path: &Path) -> Result<()> {
         let bytes = serde_json::to_vec_pretty(self).map_err(|e| AgentError::Tool(e.to_string()))?;
-        fsutil::write_atomic(path, &bytes).map_err(AgentError::io("writing manifest", path))
+        wrenn_durable::write_atomic(path, &bytes).map_err(AgentError::io("writing manifest", path))
     }
 }
 
@@ -104,7 +109,12 @@ pub struct SnapshotManifest {
     pub vcpus: u32,
     /// Guest memory in MiB.
     pub memory_mb: u32,
-    /// What the VMM needs to be: `qemu-system-x86_64 --version`'s first line.
+    /// The VMM driver that made it (`qemu`); manifests from before this field are QEMU's.
+    /// Another driver cannot read its device state.
+    #[serde(default = "legacy_driver")]
+    pub driver: String,
+    /// What the VMM needs to be: its version as the driver reports it (QEMU: the first
+    /// line of `qemu-system-x86_64 --version`).
     pub vmm_version: String,
     /// Accelerator the VM ran under (`kvm`/`tcg`): device state differs between them.
     pub accel: String,
@@ -141,24 +151,14 @@ pub struct VmShape {
     pub nic: bool,
 }
 
-/// What the running agent can restore: compared against a snapshot's manifest.
-#[derive(Debug, Clone)]
-pub struct RestoreEnv {
-    /// Current VMM version line.
-    pub vmm_version: String,
-    /// Current accelerator name.
-    pub accel: String,
-}
-
 impl SnapshotManifest {
     /// File name of the manifest inside a snapshot directory.
     pub const FILE: &'static str = "snapshot.json";
     /// File name of the device state inside a snapshot directory.
     pub const STATE: &'static str = "state";
 
-    /// Reads the manifest of a snapshot directory and checks that every file is there, the
-    /// sizes match, the device state's checksum matches and this agent can restore it.
-    pub fn verify(dir: &Path, memory: &Path, disk: &Path, env: &RestoreEnv) -> Result<Self> {
+    /// Reads the manifest of a snapshot directory and checks its format.
+    pub fn read(dir: &Path) -> Result<Self> {
         let bad = |reason: String| AgentError::BadSnapshot {
             path: dir.to_owned(),
             reason,
@@ -173,10 +173,29 @@ impl SnapshotManifest {
                 m.format
             )));
         }
-        if m.vmm_version != env.vmm_version {
+        Ok(m)
+    }
+
+    /// Reads the manifest of a snapshot directory and checks that this agent can restore it
+    /// (driver first: another driver's snapshot is refused before anything else is looked
+    /// at), that every file is there, the sizes match and the device state's checksum
+    /// matches.
+    pub fn verify(dir: &Path, memory: &Path, disk: &Path, env: &VmmIdentity) -> Result<Self> {
+        let bad = |reason: String| AgentError::BadSnapshot {
+            path: dir.to_owned(),
+            reason,
+        };
+        let m = Self::read(dir)?;
+        if m.driver != env.driver {
+            return Err(bad(format!(
+                "made by the {} VMM driver, this host runs the {} driver",
+                m.driver, env.driver
+            )));
+        }
+        if m.vmm_version != env.version {
             return Err(bad(format!(
                 "made by '{}', this host runs '{}'",
-                m.vmm_version, env.vmm_version
+                m.vmm_version, env.version
             )));
         }
         if m.accel != env.accel {
@@ -202,7 +221,7 @@ impl SnapshotManifest {
         check_file(memory, &m.memory, "memory file").map_err(bad)?;
         check_file(disk, &m.disk, "disk").map_err(bad)?;
         if let Some(want) = &m.state.sha256 {
-            let got = fsutil::sha256_file(&state).map_err(|e| bad(e.to_string()))?;
+            let got = wrenn_durable::sha256_file(&state).map_err(|e| bad(e.to_string()))?;
             if &got != want {
                 return Err(bad("device state checksum does not match".into()));
             }
@@ -210,11 +229,41 @@ impl SnapshotManifest {
         Ok(m)
     }
 
+    /// Records a snapshot whose device state is in `dir` and whose memory file and disk
+    /// (named `disk_name` by the VMM driver) are in `files_dir`, made by the VMM `vmm`, and
+    /// writes its manifest into `dir`.
+    pub fn write(
+        dir: &Path,
+        files_dir: &Path,
+        disk_name: &str,
+        shape: &VmShape,
+        vmm: &VmmIdentity,
+    ) -> Result<Self> {
+        let m = SnapshotManifest {
+            format: SNAPSHOT_FORMAT,
+            created_at: now_unix(),
+            vcpus: shape.vcpus,
+            memory_mb: shape.memory_mb,
+            driver: vmm.driver.clone(),
+            vmm_version: vmm.version.clone(),
+            accel: vmm.accel.clone(),
+            guest_protocol: wrenn_protocol::PROTOCOL_VERSION,
+            kernel: shape.kernel.clone(),
+            initrd: shape.initrd.clone(),
+            state: record(&dir.join(Self::STATE), true)?,
+            memory: record(&files_dir.join(files::MEMORY), false)?,
+            disk: record(&files_dir.join(disk_name), false)?,
+            nic: shape.nic,
+        };
+        m.store(dir)?;
+        Ok(m)
+    }
+
     /// Writes the manifest into a snapshot directory atomically.
     pub fn store(&self, dir: &Path) -> Result<()> {
         let bytes = serde_json::to_vec_pretty(self).map_err(|e| AgentError::Tool(e.to_string()))?;
         let path = dir.join(Self::FILE);
-        fsutil::write_atomic(&path, &bytes)
+        wrenn_durable::write_atomic(&path, &bytes)
             .map_err(AgentError::io("writing snapshot manifest", path))
     }
 }
@@ -237,11 +286,16 @@ pub fn record(path: &Path, checksum: bool) -> Result<FileRecord> {
         .map_err(AgentError::io("stat", path))?
         .len();
     let sha256 = if checksum {
-        Some(fsutil::sha256_file(path).map_err(AgentError::io("checksum", path))?)
+        Some(wrenn_durable::sha256_file(path).map_err(AgentError::io("checksum", path))?)
     } else {
         None
     };
     Ok(FileRecord { size, sha256 })
+}
+
+/// The driver of manifests written before they named one.
+fn legacy_driver() -> String {
+    wrenn_vmm::LEGACY_DRIVER.to_owned()
 }
 
 /// Current time, unix seconds.

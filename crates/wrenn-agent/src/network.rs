@@ -41,6 +41,23 @@ impl Networking {
         }
     }
 
+    /// Makes the network of a capsule about to get a VMM (create, resume), if it has one.
+    pub(crate) async fn attach(&self, m: &CapsuleManifest) -> Result<()> {
+        if let Some(net) = self.serves(m) {
+            net.create(&m.id, &rules(&m.network.policy)?).await?;
+        }
+        Ok(())
+    }
+
+    /// Removes the network of a capsule whose VMM has ended (pause, destroy, failures).
+    pub(crate) async fn detach(&self, id: &str) {
+        if let Some(net) = self.host() {
+            if let Err(e) = net.remove(id).await {
+                tracing::warn!(capsule = %id, error = %e, "removing the capsule network");
+            }
+        }
+    }
+
     /// Whether a capsule of this manifest has (or gets, when its VMM runs) a network.
     pub(crate) fn serves(&self, m: &CapsuleManifest) -> Option<&HostNetwork> {
         self.host().filter(|_| m.network.nic)

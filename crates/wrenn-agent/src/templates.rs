@@ -2,27 +2,31 @@
 //! waiting for envd and snapshotting the VM; a snapshot template is copied from a paused
 //! capsule. Creating a capsule restores one of them.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use wrenn_envd_client::EnvdClient;
 use wrenn_host::{TemplateInfo, TemplateKind};
-use wrenn_images::BaseTemplate;
-use wrenn_vmm::{Vm, VmSpec};
+use wrenn_images::{BaseTemplate, ImageStore, KernelImages};
+use wrenn_vmm::Vmm;
 
 use crate::error::{AgentError, Result};
-use crate::layout::files;
-use crate::manager::Inner;
-use crate::manifest::{now_unix, record, SnapshotManifest, VmShape, SNAPSHOT_FORMAT};
-use crate::{fsutil, tools};
+use crate::fsutil;
+use crate::layout::{files, vm_spec, Layout};
+use crate::manifest::{SnapshotManifest, VmShape};
 
 /// A snapshot ready to be restored: the files a new capsule copies.
 #[derive(Debug, Clone)]
 pub struct TemplateSnapshot {
-    /// Directory holding `snapshot.json`, `state`, `memory`, `disk.qcow2`.
+    /// Directory holding `snapshot.json`, `state`, `memory` and the disk.
     pub dir: PathBuf,
     /// Its verified manifest.
     pub manifest: SnapshotManifest,
+    /// Its disk (the file name is the VMM driver's).
+    disk: PathBuf,
 }
 
 impl TemplateSnapshot {
@@ -36,8 +40,23 @@ impl TemplateSnapshot {
     }
     /// Disk overlay.
     pub fn disk(&self) -> PathBuf {
-        self.dir.join(files::DISK)
+        self.disk.clone()
     }
+}
+
+/// The template store of one data dir: base templates built on first use, snapshot
+/// templates published from paused capsules.
+pub(crate) struct Templates {
+    layout: Layout,
+    images: ImageStore,
+    kernel: KernelImages,
+    vmm: Arc<dyn Vmm>,
+    /// The static envd baked into base images.
+    envd: PathBuf,
+    /// How long a base template's cold boot has to reach envd.
+    boot_timeout: Duration,
+    /// One lock per base template key: a template is built once even when asked for twice.
+    locks: tokio::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// Checks a template name: `^[a-zA-Z0-9][a-zA-Z0-9._-]{0,127}$`.
@@ -50,25 +69,47 @@ pub fn valid_template_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || b"._-".contains(c))
 }
 
-impl Inner {
-    /// Verifies a template directory; `None` when it is missing or unusable.
+impl Templates {
+    /// The store under `layout`, building base images from `images` with the guest
+    /// `kernel` and `envd` and booting them with `vmm`.
+    pub(crate) fn new(
+        layout: Layout,
+        images: ImageStore,
+        kernel: KernelImages,
+        vmm: Arc<dyn Vmm>,
+        envd: PathBuf,
+        boot_timeout: Duration,
+    ) -> Templates {
+        Templates {
+            layout,
+            images,
+            kernel,
+            vmm,
+            envd,
+            boot_timeout,
+            locks: tokio::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Verifies a template directory.
     fn verified(&self, dir: &Path) -> Result<TemplateSnapshot> {
         let manifest = SnapshotManifest::verify(
             dir,
             &dir.join(files::MEMORY),
-            &dir.join(files::DISK),
-            &self.restore_env,
+            &dir.join(self.vmm.disk_name()),
+            self.vmm.identity(),
         )?;
         Ok(TemplateSnapshot {
             dir: dir.to_owned(),
             manifest,
+            disk: dir.join(self.vmm.disk_name()),
         })
     }
 
     /// The snapshot to restore for `template` at this shape: a snapshot template as it is,
     /// or a base template built (booted and snapshotted) on first use or when the one on disk
     /// is missing or no longer restorable.
-    pub(crate) async fn template_snapshot(
+    pub(crate) async fn snapshot(
         &self,
         template: &str,
         vcpus: u32,
@@ -96,12 +137,18 @@ impl Inner {
         memory_mb: u32,
     ) -> Result<TemplateSnapshot> {
         let images = self.images.clone();
-        let envd = self.cfg.envd.clone();
+        let envd = self.envd.clone();
         let rootfs = tokio::task::spawn_blocking(move || images.ensure_rootfs(base, &envd))
             .await
             .map_err(|e| AgentError::Tool(format!("image build task: {e}")))??;
         let key = format!("{}-{vcpus}c{memory_mb}m", rootfs.id);
-        let lock = self.template_lock(&key).await;
+        let lock = self
+            .locks
+            .lock()
+            .await
+            .entry(key.clone())
+            .or_default()
+            .clone();
         let _guard = lock.lock().await;
         let dir = self.layout.base_template(&key);
         if dir.exists() {
@@ -127,26 +174,31 @@ impl Inner {
         let dir = self.layout.base_template(key);
         let parent = dir.parent().unwrap_or(Path::new("/"));
         let build = parent.join(build_dir_name());
-        fsutil::private_dir(&build).map_err(AgentError::io("creating", &build))?;
+        wrenn_durable::private_dir(&build).map_err(AgentError::io("creating", &build))?;
         tracing::info!(template = %key, "building base template (one cold boot)");
-        let disk = build.join(files::DISK);
+        let disk = build.join(self.vmm.disk_name());
         let rootfs = std::fs::canonicalize(rootfs).map_err(AgentError::io("resolving", rootfs))?;
-        tools::create_overlay(&rootfs, &disk).await?;
-        fsutil::make_private(&disk).map_err(AgentError::io("restricting", &disk))?;
+        self.vmm.create_disk(&rootfs, &disk).await?;
+        wrenn_durable::make_private(&disk).map_err(AgentError::io("restricting", &disk))?;
         // The device exists from the first boot, without a backend: each capsule restored
         // from this snapshot plugs its own tap in.
-        let spec = self.vm_spec(
-            &build,
+        let shape = VmShape {
             vcpus,
             memory_mb,
-            &self.kernel.kernel,
-            &self.kernel.initrd,
+            kernel: self.kernel.kernel.clone(),
+            initrd: self.kernel.initrd.clone(),
+            nic: true,
+        };
+        let spec = vm_spec(
+            self.vmm.as_ref(),
+            &build,
+            &shape,
             Some(crate::network::nic_spec(wrenn_vmm::NicBackend::None)),
         );
-        let vm = Vm::boot(&spec).await?;
+        let vm = self.vmm.boot(&spec).await?;
         let result = async {
             {
-                let envd = EnvdClient::connect(&vm.agent_socket(), self.cfg.boot_timeout).await?;
+                let envd = EnvdClient::connect(&vm.agent_socket(), self.boot_timeout).await?;
                 // Page in what every exec needs, so clones start warm.
                 envd.exec(wrenn_protocol::ExecRequest {
                     cmd: "/bin/true".into(),
@@ -158,17 +210,16 @@ impl Inner {
             Ok::<_, AgentError>(())
         }
         .await;
-        vm.kill().await?;
+        vm.stop().await?;
         result?;
-        let shape = VmShape {
-            vcpus,
-            memory_mb,
-            kernel: self.kernel.kernel.clone(),
-            initrd: self.kernel.initrd.clone(),
-            nic: true,
-        };
-        self.write_snapshot_manifest(&build, &build, &shape)?;
-        cleanup_runtime_files(&build);
+        SnapshotManifest::write(
+            &build,
+            &build,
+            self.vmm.disk_name(),
+            &shape,
+            self.vmm.identity(),
+        )?;
+        self.vmm.remove_runtime_files(&build);
         if let Err(e) = std::fs::rename(&build, &dir) {
             // Another process sharing this template store finished the same build first.
             let _ = std::fs::remove_dir_all(&build);
@@ -176,40 +227,13 @@ impl Inner {
                 return Err(AgentError::io("renaming template into", &dir)(e));
             }
         }
-        fsutil::sync_dir(parent).map_err(AgentError::io("syncing", parent))?;
+        wrenn_durable::sync_dir(parent).map_err(AgentError::io("syncing", parent))?;
         tracing::info!(template = %key, "base template ready");
         Ok(())
     }
 
-    /// Writes `snapshot.json` for a snapshot whose state is in `snap_dir` and whose memory
-    /// and disk are in `files_dir`.
-    pub(crate) fn write_snapshot_manifest(
-        &self,
-        snap_dir: &Path,
-        files_dir: &Path,
-        shape: &VmShape,
-    ) -> Result<SnapshotManifest> {
-        let m = SnapshotManifest {
-            format: SNAPSHOT_FORMAT,
-            created_at: now_unix(),
-            vcpus: shape.vcpus,
-            memory_mb: shape.memory_mb,
-            vmm_version: self.restore_env.vmm_version.clone(),
-            accel: self.restore_env.accel.clone(),
-            guest_protocol: wrenn_protocol::PROTOCOL_VERSION,
-            kernel: shape.kernel.clone(),
-            initrd: shape.initrd.clone(),
-            state: record(&snap_dir.join(SnapshotManifest::STATE), true)?,
-            memory: record(&files_dir.join(files::MEMORY), false)?,
-            disk: record(&files_dir.join(files::DISK), false)?,
-            nic: shape.nic,
-        };
-        m.store(snap_dir)?;
-        Ok(m)
-    }
-
     /// Base templates (one entry per base, not per shape) and snapshot templates.
-    pub(crate) fn list_templates(&self) -> Vec<TemplateInfo> {
+    pub(crate) fn list(&self) -> Vec<TemplateInfo> {
         let mut out: Vec<TemplateInfo> = BaseTemplate::all()
             .iter()
             .map(|b| TemplateInfo {
@@ -230,10 +254,7 @@ impl Inner {
                 continue;
             }
             let dir = e.path();
-            let Ok(bytes) = std::fs::read(dir.join(SnapshotManifest::FILE)) else {
-                continue;
-            };
-            let Ok(m) = serde_json::from_slice::<SnapshotManifest>(&bytes) else {
+            let Ok(m) = SnapshotManifest::read(&dir) else {
                 continue;
             };
             out.push(TemplateInfo {
@@ -251,7 +272,7 @@ impl Inner {
 
     /// Copies a paused capsule's snapshot into `templates/<name>` (atomically replacing an
     /// existing one when `overwrite`).
-    pub(crate) fn publish_template(
+    pub(crate) fn publish(
         &self,
         capsule_dir: &Path,
         name: &str,
@@ -262,10 +283,11 @@ impl Inner {
             return Err(AgentError::TemplateExists(name.to_owned()));
         }
         let root = self.layout.templates();
-        fsutil::private_dir(&root).map_err(AgentError::io("creating", &root))?;
+        wrenn_durable::private_dir(&root).map_err(AgentError::io("creating", &root))?;
         let suffix: u64 = rand::random();
         let build = root.join(build_dir_name());
-        fsutil::private_dir(&build).map_err(AgentError::io("creating", &build))?;
+        wrenn_durable::private_dir(&build).map_err(AgentError::io("creating", &build))?;
+        let disk = self.vmm.disk_name();
         let result = (|| {
             let snap = capsule_dir.join(files::SNAPSHOT);
             for (from, to) in [
@@ -278,11 +300,11 @@ impl Inner {
                     build.join(SnapshotManifest::FILE),
                 ),
                 (capsule_dir.join(files::MEMORY), build.join(files::MEMORY)),
-                (capsule_dir.join(files::DISK), build.join(files::DISK)),
+                (capsule_dir.join(disk), build.join(disk)),
             ] {
-                fsutil::copy_sparse(&from, &to).map_err(AgentError::io("copying", &from))?;
+                wrenn_durable::copy_sparse(&from, &to).map_err(AgentError::io("copying", &from))?;
             }
-            fsutil::sync_dir(&build).map_err(AgentError::io("syncing", &build))?;
+            wrenn_durable::sync_dir(&build).map_err(AgentError::io("syncing", &build))?;
             let _ = self.verified(&build)?;
             if final_dir.exists() {
                 let trash = root.join(format!(".trash-{name}-{suffix:x}"));
@@ -293,20 +315,20 @@ impl Inner {
             } else {
                 std::fs::rename(&build, &final_dir).map_err(AgentError::io("renaming", &build))?;
             }
-            fsutil::sync_dir(&root).map_err(AgentError::io("syncing", &root))
+            wrenn_durable::sync_dir(&root).map_err(AgentError::io("syncing", &root))
         })();
         if let Err(e) = result {
             let _ = std::fs::remove_dir_all(&build);
             return Err(e);
         }
-        self.list_templates()
+        self.list()
             .into_iter()
             .find(|t| t.name == name)
             .ok_or_else(|| AgentError::TemplateNotFound(name.to_owned()))
     }
 
     /// Deletes a snapshot template. Capsules made from it hold their own copies.
-    pub(crate) fn remove_template(&self, name: &str) -> Result<()> {
+    pub(crate) fn remove(&self, name: &str) -> Result<()> {
         if BaseTemplate::from_str(name).is_ok() {
             return Err(AgentError::InvalidRequest(format!(
                 "{name} is a base template and cannot be deleted"
@@ -331,7 +353,7 @@ impl Inner {
     }
 
     /// Removes half-built templates left by a crash.
-    pub(crate) fn sweep_template_leftovers(&self) {
+    pub(crate) fn sweep_leftovers(&self) {
         for root in [
             self.layout.templates(),
             self.layout.templates().join(".base"),
@@ -345,44 +367,6 @@ impl Inner {
                     let _ = std::fs::remove_dir_all(e.path());
                 }
             }
-        }
-    }
-
-    /// The VM spec of a capsule or template directory.
-    pub(crate) fn vm_spec(
-        &self,
-        dir: &Path,
-        vcpus: u32,
-        memory_mb: u32,
-        kernel: &Path,
-        initrd: &Path,
-        nic: Option<wrenn_vmm::NicSpec>,
-    ) -> VmSpec {
-        VmSpec {
-            dir: dir.to_owned(),
-            qemu: self.cfg.qemu.clone(),
-            kernel: kernel.to_owned(),
-            initrd: initrd.to_owned(),
-            cmdline_extra: String::new(),
-            vcpus,
-            memory_mb,
-            memory_file: dir.join(files::MEMORY),
-            disk: dir.join(files::DISK),
-            accel: self.accel,
-            nic,
-        }
-    }
-}
-
-/// Removes sockets, pid file and console log of a VM that has ended.
-pub(crate) fn cleanup_runtime_files(dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".sock") || name.ends_with(".pid") || name.starts_with("console.log") {
-            let _ = std::fs::remove_file(e.path());
         }
     }
 }

@@ -9,7 +9,7 @@ use wrenn_agent::manifest::{record, SnapshotManifest, SNAPSHOT_FORMAT};
 use wrenn_envd_client::EnvdClient;
 use wrenn_host::{CreateCapsule, HostApi, HostStatus, NetworkPolicy};
 use wrenn_images::BaseTemplate;
-use wrenn_vmm::{Vm, VmSpec};
+use wrenn_vmm::VmSpec;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn namespace_follows_the_vmm_and_policy_is_kept() {
@@ -78,7 +78,6 @@ async fn old_template(th: &TestHost, host: &wrenn_agent::CapsuleManager, name: &
     assert!(ok.success());
     let spec = VmSpec {
         dir: dir.clone(),
-        qemu: "qemu-system-x86_64".into(),
         kernel: kernel.kernel.clone(),
         initrd: kernel.initrd.clone(),
         cmdline_extra: String::new(),
@@ -86,10 +85,9 @@ async fn old_template(th: &TestHost, host: &wrenn_agent::CapsuleManager, name: &
         memory_mb: 256,
         memory_file: dir.join("memory"),
         disk,
-        accel: host.accel(),
         nic: None,
     };
-    let vm = Vm::boot(&spec).await.unwrap();
+    let vm = host.vmm().boot(&spec).await.unwrap();
     let envd = wrenn_envd_client::EnvdClient::connect(
         &vm.agent_socket(),
         std::time::Duration::from_secs(300),
@@ -99,7 +97,7 @@ async fn old_template(th: &TestHost, host: &wrenn_agent::CapsuleManager, name: &
     assert_eq!(sh_ok(&envd, "ls /sys/class/net").await, "lo");
     drop(envd);
     vm.save(&dir.join("state")).await.unwrap();
-    vm.kill().await.unwrap();
+    vm.stop().await.unwrap();
     let version = std::process::Command::new("qemu-system-x86_64")
         .arg("--version")
         .output()
@@ -109,13 +107,14 @@ async fn old_template(th: &TestHost, host: &wrenn_agent::CapsuleManager, name: &
         created_at: 0,
         vcpus: 1,
         memory_mb: 256,
+        driver: host.vmm().identity().driver.clone(),
         vmm_version: String::from_utf8_lossy(&version.stdout)
             .lines()
             .next()
             .unwrap()
             .trim()
             .to_owned(),
-        accel: wrenn_agent::manager::accel_name(host.accel()).into(),
+        accel: host.vmm().identity().accel.clone(),
         guest_protocol: wrenn_protocol::PROTOCOL_VERSION,
         kernel: kernel.kernel.clone(),
         initrd: kernel.initrd.clone(),
@@ -125,7 +124,9 @@ async fn old_template(th: &TestHost, host: &wrenn_agent::CapsuleManager, name: &
         nic: false,
     };
     let mut json = serde_json::to_value(&m).unwrap();
+    // Nor did manifests name their VMM driver then.
     json.as_object_mut().unwrap().remove("nic");
+    json.as_object_mut().unwrap().remove("driver");
     std::fs::write(
         dir.join("snapshot.json"),
         serde_json::to_vec(&json).unwrap(),

@@ -1,8 +1,7 @@
 //! Crash-safe file writes, locks and small file-system helpers.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
@@ -14,53 +13,26 @@ pub(crate) fn create_dir_all(path: &Path) -> Result<()> {
     fs::create_dir_all(path).map_err(|e| ImageError::io("create directory", path, e))
 }
 
-/// Flushes a directory entry list to disk (after a rename into it).
-pub(crate) fn fsync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| ImageError::io("fsync directory", dir, e))
-}
-
 /// Flushes a file's contents to disk.
 pub(crate) fn fsync_file(path: &Path) -> Result<()> {
-    File::open(path)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| ImageError::io("fsync", path, e))
+    wrenn_durable::sync_file(path).map_err(|e| ImageError::io("fsync", path, e))
 }
 
-/// A temporary sibling name for `target`, unique to this process.
+/// A temporary sibling name for `target` (see [`wrenn_durable::temp_sibling`]); it starts
+/// with `.tmp-<name>`, which [`remove_stale_temps`] sweeps.
 pub(crate) fn temp_sibling(target: &Path) -> PathBuf {
-    let name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    target.with_file_name(format!(".tmp-{name}-{}", std::process::id()))
+    wrenn_durable::temp_sibling(target)
 }
 
 /// Writes `data` to `target` with `mode`: temp file, fsync, rename, fsync directory.
 pub(crate) fn write_atomic(target: &Path, data: &[u8], mode: u32) -> Result<()> {
-    let tmp = temp_sibling(target);
-    let write = || -> std::io::Result<()> {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)?;
-        f.write_all(data)?;
-        f.set_permissions(fs::Permissions::from_mode(mode))?;
-        f.sync_all()
-    };
-    write().map_err(|e| ImageError::io("write", &tmp, e))?;
-    rename_durable(&tmp, target)
+    wrenn_durable::write_atomic_mode(target, data, mode)
+        .map_err(|e| ImageError::io("write", target, e))
 }
 
 /// Renames `from` to `to` and makes the rename durable.
 pub(crate) fn rename_durable(from: &Path, to: &Path) -> Result<()> {
-    fs::rename(from, to).map_err(|e| ImageError::io("rename into place", to, e))?;
-    match to.parent() {
-        Some(parent) => fsync_dir(parent),
-        None => Ok(()),
-    }
+    wrenn_durable::rename_durable(from, to).map_err(|e| ImageError::io("rename into place", to, e))
 }
 
 /// Removes a file or directory tree if it exists.
@@ -138,11 +110,7 @@ pub(crate) fn tree_size(root: &Path) -> Result<u64> {
 
 /// SHA-256 of a file, hex.
 pub(crate) fn sha256_file(path: &Path) -> Result<String> {
-    use sha2::{Digest, Sha256};
-    let mut f = File::open(path).map_err(|e| ImageError::io("open", path, e))?;
-    let mut h = Sha256::new();
-    std::io::copy(&mut f, &mut h).map_err(|e| ImageError::io("read", path, e))?;
-    Ok(hex::encode(h.finalize()))
+    wrenn_durable::sha256_file(path).map_err(|e| ImageError::io("read", path, e))
 }
 
 /// SHA-256 of some text, hex.

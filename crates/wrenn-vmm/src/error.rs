@@ -1,10 +1,10 @@
-//! The error type of the VMM driver.
+//! The error type of the VMM drivers.
 
 use std::path::PathBuf;
 
-use crate::qmp::QmpError;
+use crate::qemu::qmp::QmpError;
 
-/// Everything that can go wrong while driving a QEMU process.
+/// Everything that can go wrong while driving a VMM.
 #[derive(Debug, thiserror::Error)]
 pub enum VmmError {
     /// A file system operation on one of the VM's files failed.
@@ -108,6 +108,14 @@ pub enum VmmError {
     /// Host facts needed to build the command line could not be determined.
     #[error("reading host TSC frequency: {0}")]
     Tsc(String),
+    /// Making a guest disk failed.
+    #[error("making disk {disk}: {reason}")]
+    Disk {
+        /// The disk to be made.
+        disk: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
     /// Running `qemu --version` failed.
     #[error("querying the version of {qemu}: {reason}")]
     QemuVersion {

@@ -1,13 +1,11 @@
 //! Knowing at once when a VMM process ends: a pidfd (Linux 5.3+) becomes readable when the
-//! process exits, whoever ended it (a `kill -9`, a guest that powered off, a crash). QEMU is
+//! process exits, whoever ended it (a `kill -9`, a guest that powered off, a crash). A VMM is
 //! daemonized and not our child, so waiting on it with waitpid is not possible.
 
 use std::os::fd::{FromRawFd, OwnedFd};
 
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
-
-use crate::process::QemuProcess;
 
 /// Resolves once a VMM process has ended. Made by [`crate::Vm::exit_watch`].
 #[derive(Debug)]
@@ -17,11 +15,12 @@ pub struct ExitWatch {
 }
 
 impl ExitWatch {
-    /// A watch on `process`; a process that is already gone (or whose pid now belongs to
-    /// another process) resolves at once.
-    pub(crate) fn new(process: QemuProcess, still_ours: impl Fn() -> bool) -> ExitWatch {
+    /// A watch on the process `pid`; a process that is already gone (or whose pid now
+    /// belongs to another process: `still_ours` checks that after the pidfd is open)
+    /// resolves at once.
+    pub fn new(pid: u32, still_ours: impl Fn() -> bool) -> ExitWatch {
         // SAFETY: pidfd_open(2) takes a pid and flags and returns a new fd or -1.
-        let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, process.pid as libc::pid_t, 0) };
+        let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
         if raw < 0 {
             return ExitWatch { fd: None };
         }
@@ -37,7 +36,7 @@ impl ExitWatch {
             Ok(fd) => ExitWatch { fd: Some(fd) },
             Err(e) => {
                 let (_, e) = e.into_parts();
-                tracing::warn!(pid = process.pid, error = %e, "cannot watch the VMM process; it counts as ended");
+                tracing::warn!(pid, error = %e, "cannot watch the VMM process; it counts as ended");
                 ExitWatch { fd: None }
             }
         }

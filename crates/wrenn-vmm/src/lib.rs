@@ -1,25 +1,24 @@
-//! The QEMU driver of Wrenn: boots `microvm` guests, pauses them to a snapshot (device state
-//! only: guest RAM is a shared file), restores them, kills them and re-adopts them after an
-//! agent restart.
+//! VMM drivers of Wrenn: one trait for what the host agent needs of a virtual machine
+//! monitor, and QEMU `microvm` as its first driver.
 //!
-//! Files in a VM's directory: `qmp.sock` (monitor), `envd.sock` (virtio-serial port
-//! `wrenn.envd`), `console.sock` + `console.log`/`console.log.1` (bounded serial console),
-//! `qemu.pid`, `qemu.id` (pid + start time, for identity checks), `qemu.log` (QEMU's own
-//! messages while starting). The QEMU command line is documented in [`cmdline`].
+//! - [`Vmm`]: a driver, one per host. It boots VMs, restores them from a snapshot, re-adopts
+//!   them after an agent restart, knows the files a VMM leaves in a VM's directory, makes
+//!   guest disks, and names itself and its accelerator for snapshot manifests
+//!   ([`VmmIdentity`]).
+//! - [`Vm`]: one running VMM process: save a snapshot, run the vCPUs, stop the VMM, and the
+//!   facts the agent watches (pid, vCPUs running, exit).
+//! - [`VmmConfig::open`] picks and prepares the driver the configuration names.
+//!
+//! Everything QEMU-specific (QMP, the command line, KVM/TCG, qcow2, pid files) lives in
+//! [`qemu`].
 
-mod accel;
-pub mod cmdline;
-mod console;
+mod driver;
 mod error;
 mod exit;
-mod fsutil;
-mod process;
-pub mod qmp;
-pub mod tsc;
-mod vm;
+pub mod qemu;
+mod spec;
 
-pub use accel::{detect_accel, Accel, ACCEL_ENV, PROBE_TIMEOUT};
-pub use console::MAX_LOG_BYTES as CONSOLE_LOG_MAX_BYTES;
+pub use driver::{HostProbe, Vm, Vmm, VmmConfig, VmmIdentity, LEGACY_DRIVER};
 pub use error::VmmError;
 pub use exit::ExitWatch;
-pub use vm::{agent_socket_path, process_alive, NicBackend, NicSpec, Vm, VmSpec};
+pub use spec::{NicBackend, NicSpec, VmSpec};

@@ -2,7 +2,7 @@
 
 mod common;
 
-use wrenn_vmm::{detect_accel, Accel};
+use wrenn_vmm::qemu::{detect_accel, version, Accel};
 
 #[tokio::test]
 async fn detects_tcg_here_and_caches_it() {
@@ -17,7 +17,9 @@ async fn detects_tcg_here_and_caches_it() {
     } else {
         Accel::Tcg
     };
-    let accel = detect_accel(qemu, &k.kernel, &k.initrd, &cache)
+    let v = version(qemu).await.expect("qemu --version");
+    assert!(v.starts_with("QEMU emulator version"), "{v}");
+    let accel = detect_accel(qemu, &v, &k.kernel, &k.initrd, &cache)
         .await
         .expect("detect");
     assert_eq!(accel, expect);
@@ -33,7 +35,7 @@ async fn detects_tcg_here_and_caches_it() {
         },
     );
     std::fs::write(&cache, flipped).unwrap();
-    let again = detect_accel(qemu, &k.kernel, &k.initrd, &cache)
+    let again = detect_accel(qemu, &v, &k.kernel, &k.initrd, &cache)
         .await
         .expect("detect again");
     assert_ne!(again, accel);
@@ -44,13 +46,13 @@ async fn env_override_wins() {
     std::env::set_var("WRENN_ACCEL", "kvm");
     let tmp = tempfile::tempdir().unwrap();
     let missing = tmp.path().join("none");
-    let accel = detect_accel(&missing, &missing, &missing, &tmp.path().join("c.json"))
+    let accel = detect_accel(&missing, "", &missing, &missing, &tmp.path().join("c.json"))
         .await
         .expect("override");
     assert_eq!(accel, Accel::Kvm);
     std::env::set_var("WRENN_ACCEL", "bogus");
     assert!(
-        detect_accel(&missing, &missing, &missing, &tmp.path().join("c.json"))
+        detect_accel(&missing, "", &missing, &missing, &tmp.path().join("c.json"))
             .await
             .is_err()
     );

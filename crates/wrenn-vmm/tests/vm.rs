@@ -3,12 +3,13 @@
 mod common;
 
 use common::{assert_consecutive, fixture, ticks, wait_tick};
-use wrenn_vmm::{process_alive, Vm, VmmError};
+use wrenn_vmm::qemu::{process_alive, QemuVm};
+use wrenn_vmm::{Vm, Vmm, VmmError};
 
 #[tokio::test]
 async fn boot_then_kill() {
     let f = fixture();
-    let vm = Vm::boot(&f.spec).await.expect("boot");
+    let vm = QemuVm::boot(&f.qemu, &f.spec).await.expect("boot");
     let log = vm.console_log();
     wait_tick(&log, 3).await;
     assert!(vm.is_running().await);
@@ -31,7 +32,7 @@ async fn boot_then_kill() {
 #[tokio::test]
 async fn save_kill_restore_continues_where_it_was() {
     let f = fixture();
-    let vm = Vm::boot(&f.spec).await.expect("boot");
+    let vm = QemuVm::boot(&f.qemu, &f.spec).await.expect("boot");
     let log = vm.console_log();
     wait_tick(&log, 5).await;
     let state = f.tmp.path().join("state");
@@ -44,7 +45,9 @@ async fn save_kill_restore_continues_where_it_was() {
     vm.kill().await.expect("kill");
     assert!(!process_alive(&f.spec.dir));
 
-    let vm = Vm::restore(&f.spec, &state).await.expect("restore");
+    let vm = QemuVm::restore(&f.qemu, &f.spec, &state)
+        .await
+        .expect("restore");
     assert!(vm.is_running().await);
     let after = wait_tick(&log, last + 5).await;
     assert_consecutive(&after);
@@ -60,7 +63,7 @@ async fn save_kill_restore_continues_where_it_was() {
 #[tokio::test]
 async fn failed_save_leaves_the_guest_running() {
     let f = fixture();
-    let vm = Vm::boot(&f.spec).await.expect("boot");
+    let vm = QemuVm::boot(&f.qemu, &f.spec).await.expect("boot");
     let log = vm.console_log();
     wait_tick(&log, 2).await;
     let bad = f.tmp.path().join("missing-dir/state");
@@ -82,13 +85,13 @@ async fn failed_save_leaves_the_guest_running() {
 #[tokio::test]
 async fn adopt_after_dropping_the_handle() {
     let f = fixture();
-    let vm = Vm::boot(&f.spec).await.expect("boot");
+    let vm = QemuVm::boot(&f.qemu, &f.spec).await.expect("boot");
     let log = vm.console_log();
     wait_tick(&log, 2).await;
     let pid = vm.pid();
     drop(vm);
     assert!(process_alive(&f.spec.dir));
-    let vm = Vm::adopt(&f.spec).await.expect("adopt");
+    let vm = QemuVm::adopt(&f.spec).await.expect("adopt");
     assert_eq!(vm.pid(), pid);
     assert!(vm.is_running().await);
     let now = ticks(&log).last().copied().unwrap_or(0);
@@ -96,7 +99,7 @@ async fn adopt_after_dropping_the_handle() {
     vm.kill().await.expect("kill");
     assert!(!process_alive(&f.spec.dir));
     assert!(
-        Vm::adopt(&f.spec).await.is_err(),
+        QemuVm::adopt(&f.spec).await.is_err(),
         "nothing to adopt after kill"
     );
 }
@@ -104,7 +107,7 @@ async fn adopt_after_dropping_the_handle() {
 #[tokio::test]
 async fn restore_without_state_fails_clearly() {
     let f = fixture();
-    let err = Vm::restore(&f.spec, &f.tmp.path().join("nope"))
+    let err = QemuVm::restore(&f.qemu, &f.spec, &f.tmp.path().join("nope"))
         .await
         .expect_err("must fail");
     assert!(matches!(err, VmmError::StateMissing(_)), "{err:?}");
@@ -115,7 +118,7 @@ async fn restore_without_state_fails_clearly() {
 async fn qemu_start_errors_are_reported() {
     let mut f = fixture();
     f.spec.kernel = f.tmp.path().join("no-such-kernel");
-    let err = Vm::boot(&f.spec).await.expect_err("must fail");
+    let err = QemuVm::boot(&f.qemu, &f.spec).await.expect_err("must fail");
     let msg = err.to_string();
     assert!(msg.contains("no-such-kernel"), "{msg}");
     assert!(!process_alive(&f.spec.dir));
@@ -124,14 +127,16 @@ async fn qemu_start_errors_are_reported() {
 #[tokio::test]
 async fn pause_resume_twice_and_restore_stopped_waits_for_cont() {
     let f = fixture();
-    let vm = Vm::boot(&f.spec).await.expect("boot");
+    let vm = QemuVm::boot(&f.qemu, &f.spec).await.expect("boot");
     let log = vm.console_log();
     wait_tick(&log, 3).await;
     let state = f.tmp.path().join("state");
     vm.save(&state).await.expect("first save");
     vm.kill().await.expect("kill");
 
-    let vm = Vm::restore(&f.spec, &state).await.expect("first restore");
+    let vm = QemuVm::restore(&f.qemu, &f.spec, &state)
+        .await
+        .expect("first restore");
     let now = *ticks(&log).last().unwrap();
     wait_tick(&log, now + 3).await;
     vm.save(&state)
@@ -140,7 +145,7 @@ async fn pause_resume_twice_and_restore_stopped_waits_for_cont() {
     let last = *ticks(&log).last().unwrap();
     vm.kill().await.expect("kill");
 
-    let vm = Vm::restore_stopped(&f.spec, &state)
+    let vm = QemuVm::restore_stopped(&f.qemu, &f.spec, &state)
         .await
         .expect("restore stopped");
     assert!(!vm.is_running().await);
@@ -159,7 +164,7 @@ async fn pause_resume_twice_and_restore_stopped_waits_for_cont() {
 #[tokio::test]
 async fn a_copy_of_the_snapshot_restores_in_another_directory() {
     let f = fixture();
-    let vm = Vm::boot(&f.spec).await.expect("boot");
+    let vm = QemuVm::boot(&f.qemu, &f.spec).await.expect("boot");
     let log = vm.console_log();
     wait_tick(&log, 3).await;
     let state = f.tmp.path().join("state");
@@ -175,10 +180,12 @@ async fn a_copy_of_the_snapshot_restores_in_another_directory() {
     std::fs::copy(&f.spec.memory_file, &clone.memory_file).unwrap();
     std::fs::copy(&f.spec.disk, &clone.disk).unwrap();
 
-    let a = Vm::restore(&f.spec, &state)
+    let a = QemuVm::restore(&f.qemu, &f.spec, &state)
         .await
         .expect("restore original");
-    let b = Vm::restore(&clone, &state).await.expect("restore clone");
+    let b = QemuVm::restore(&f.qemu, &clone, &state)
+        .await
+        .expect("restore clone");
     assert_ne!(a.pid(), b.pid());
     wait_tick(&log, last + 3).await;
     let clone_ticks = wait_tick(&b.console_log(), last + 3).await;
@@ -206,7 +213,7 @@ async fn a_foreign_pid_is_not_our_qemu() {
     )
     .unwrap();
     assert!(!process_alive(&f.spec.dir));
-    let err = Vm::adopt(&f.spec)
+    let err = QemuVm::adopt(&f.spec)
         .await
         .expect_err("must not adopt a foreign process");
     assert!(matches!(err, VmmError::NotRunning { .. }), "{err:?}");
@@ -215,7 +222,7 @@ async fn a_foreign_pid_is_not_our_qemu() {
 #[tokio::test]
 async fn cont_after_a_successful_save_resumes_the_guest() {
     let f = fixture();
-    let vm = Vm::boot(&f.spec).await.expect("boot");
+    let vm = QemuVm::boot(&f.qemu, &f.spec).await.expect("boot");
     let log = vm.console_log();
     wait_tick(&log, 2).await;
     vm.save(&f.tmp.path().join("state")).await.expect("save");
@@ -226,4 +233,71 @@ async fn cont_after_a_successful_save_resumes_the_guest() {
     let t = wait_tick(&log, last + 3).await;
     assert_consecutive(&t);
     vm.kill().await.expect("kill");
+}
+
+#[tokio::test]
+async fn through_the_driver_trait_boot_save_restore_adopt_stop() {
+    let f = fixture();
+    let vmm: &dyn Vmm = &f.qemu;
+    assert_eq!(vmm.identity().driver, "qemu");
+    assert_eq!(vmm.identity().accel, f.qemu.accel().name());
+    let vm: Box<dyn Vm> = vmm.boot(&f.spec).await.expect("boot");
+    let log = f.spec.dir.join("console.log");
+    wait_tick(&log, 3).await;
+    assert!(vm.is_running().await);
+    assert!(vmm.is_alive(&f.spec.dir));
+    assert_eq!(vm.agent_socket(), vmm.agent_socket(&f.spec.dir));
+    let state = f.tmp.path().join("state");
+    vm.save(&state).await.expect("save");
+    assert!(!vm.is_running().await);
+    let last = *ticks(&log).last().unwrap();
+    let pid = vm.pid();
+    let ended = vm.exit_watch();
+    vm.stop().await.expect("stop");
+    tokio::time::timeout(std::time::Duration::from_secs(5), ended.ended())
+        .await
+        .expect("the exit watch sees the VMM end");
+    assert!(!vmm.is_alive(&f.spec.dir));
+
+    let vm = vmm.restore(&f.spec, &state).await.expect("restore");
+    assert_ne!(vm.pid(), pid);
+    assert!(!vm.is_running().await, "a restore leaves the vCPUs stopped");
+    vm.run().await.expect("run");
+    assert!(vm.is_running().await);
+    let t = wait_tick(&log, last + 3).await;
+    assert_consecutive(&t);
+    let pid = vm.pid();
+    drop(vm);
+    let vm = vmm.adopt(&f.spec).await.expect("adopt");
+    assert_eq!(vm.pid(), pid);
+    drop(vm);
+    vmm.kill_orphan(&f.spec.dir).await;
+    assert!(!vmm.is_alive(&f.spec.dir));
+    vmm.remove_runtime_files(&f.spec.dir);
+    assert!(!f.spec.dir.join("qemu.pid").exists());
+    assert!(!f.spec.dir.join("qmp.sock").exists());
+    assert!(!log.exists());
+}
+
+#[tokio::test]
+async fn the_driver_makes_overlay_disks() {
+    let f = fixture();
+    let base = f.tmp.path().join("root.ext4");
+    let disk = f.tmp.path().join(f.qemu.disk_name());
+    std::fs::remove_file(&disk).unwrap();
+    f.qemu.create_disk(&base, &disk).await.expect("overlay");
+    let info = std::process::Command::new("qemu-img")
+        .args(["info", "--output=json"])
+        .arg(&disk)
+        .output()
+        .unwrap();
+    let info = String::from_utf8_lossy(&info.stdout);
+    assert!(info.contains("\"format\": \"qcow2\""), "{info}");
+    assert!(info.contains("root.ext4"), "{info}");
+    let err = f
+        .qemu
+        .create_disk(&f.tmp.path().join("no-base"), &f.tmp.path().join("x.qcow2"))
+        .await
+        .expect_err("a missing base fails");
+    assert!(matches!(err, VmmError::Disk { .. }), "{err:?}");
 }

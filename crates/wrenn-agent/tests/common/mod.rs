@@ -75,7 +75,7 @@ impl Drop for TestHost {
             for e in entries.flatten() {
                 if let Ok(pid) = std::fs::read_to_string(e.path().join("qemu.pid")) {
                     if let Ok(pid) = pid.trim().parse::<i32>() {
-                        if wrenn_vmm::process_alive(&e.path()) {
+                        if wrenn_vmm::qemu::process_alive(&e.path()) {
                             unsafe { libc::kill(pid, libc::SIGKILL) };
                         }
                     }

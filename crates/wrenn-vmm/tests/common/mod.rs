@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use wrenn_vmm::{Accel, VmSpec};
+use wrenn_vmm::qemu::{Accel, Qemu};
+use wrenn_vmm::VmSpec;
 
 /// Generous: TCG boots on a loaded 2-core host can take long.
 pub const WAIT: Duration = Duration::from_secs(240);
@@ -75,9 +76,11 @@ fn run(cmd: &mut Command) {
     );
 }
 
-/// A VM directory with a ticker disk, and the spec to run it under TCG (or `WRENN_ACCEL`).
+/// A VM directory with a ticker disk, the spec to run it and the QEMU driver to run it
+/// under TCG (or `WRENN_ACCEL`).
 pub struct Fixture {
     pub tmp: tempfile::TempDir,
+    pub qemu: Qemu,
     pub spec: VmSpec,
 }
 
@@ -93,9 +96,19 @@ pub fn fixture() -> Fixture {
         Ok("kvm") => Accel::Kvm,
         _ => Accel::Tcg,
     };
+    let binary = PathBuf::from("qemu-system-x86_64");
+    let version = std::process::Command::new(&binary)
+        .arg("--version")
+        .output()
+        .expect("qemu --version");
+    let version = String::from_utf8_lossy(&version.stdout)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_owned();
+    let qemu = Qemu::new(binary, accel, version);
     let spec = VmSpec {
         dir: dir.clone(),
-        qemu: PathBuf::from("qemu-system-x86_64"),
         kernel: k.kernel,
         initrd: k.initrd,
         cmdline_extra: String::new(),
@@ -103,10 +116,9 @@ pub fn fixture() -> Fixture {
         memory_mb: 128,
         memory_file: dir.join("memory"),
         disk,
-        accel,
         nic: None,
     };
-    Fixture { tmp, spec }
+    Fixture { tmp, qemu, spec }
 }
 
 /// Tick numbers printed so far, in log order.

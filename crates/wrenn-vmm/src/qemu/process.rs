@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use crate::cmdline::VmFiles;
+use super::cmdline::VmFiles;
 use crate::VmmError;
 
 /// How long `kill` waits for the process to disappear.
@@ -86,12 +86,8 @@ pub fn find(files: &VmFiles) -> Result<QemuProcess, VmmError> {
 /// Records the identity of a freshly started QEMU (crash-safe write).
 pub fn record_identity(files: &VmFiles, p: QemuProcess) -> Result<(), VmmError> {
     let path = files.identity();
-    let tmp = files.dir.join("qemu.id.tmp");
-    crate::fsutil::write_atomic(
-        &tmp,
-        &path,
-        format!("{} {}\n", p.pid, p.start_time).as_bytes(),
-    )
+    wrenn_durable::write_atomic(&path, format!("{} {}\n", p.pid, p.start_time).as_bytes())
+        .map_err(VmmError::io("writing", &path))
 }
 
 /// Reads the pid file once QEMU has daemonized and returns the process identity.

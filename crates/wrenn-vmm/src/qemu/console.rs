@@ -1,7 +1,7 @@
 //! The bounded guest console log.
 //!
 //! The serial console (ttyS0) is a QEMU socket chardev (`<dir>/console.sock`, server,
-//! `wait=off`). A task of the process holding the [`crate::Vm`] connects to it and appends
+//! `wait=off`). A task of the process holding the [`super::QemuVm`] connects to it and appends
 //! what it reads to `<dir>/console.log`. When the log reaches [`MAX_LOG_BYTES`] it is renamed
 //! to `console.log.1` (replacing an older one) and a new log is started: at most 2 MiB per VM.
 //! While nobody is connected (agent restarting) QEMU drops console output; the guest never

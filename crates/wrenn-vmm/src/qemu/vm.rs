@@ -8,10 +8,11 @@ use serde_json::{json, Value};
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
-use crate::cmdline::{self, StartMode, VmFiles};
-use crate::process::{self, QemuProcess};
-use crate::qmp::Qmp;
-use crate::{console, fsutil, tsc, Accel, VmmError};
+use super::cmdline::{self, StartMode, VmFiles};
+use super::process::{self, QemuProcess};
+use super::qmp::Qmp;
+use super::{console, tsc, Qemu};
+use crate::{NicBackend, NicSpec, VmSpec, VmmError};
 
 /// How long the QEMU launcher may take to daemonize (it exits once the VM is set up).
 const START_TIMEOUT: Duration = Duration::from_secs(120);
@@ -19,59 +20,6 @@ const START_TIMEOUT: Duration = Duration::from_secs(120);
 const MIGRATION_TIMEOUT: Duration = Duration::from_secs(300);
 /// The migration capability that skips RAM living in shared memory-backend-files.
 const IGNORE_SHARED: &str = "x-ignore-shared";
-
-/// What is needed to start (or find) a VM.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VmSpec {
-    /// The capsule's directory: sockets, pid file and console log live here.
-    pub dir: PathBuf,
-    /// The QEMU binary (`qemu-system-x86_64`).
-    pub qemu: PathBuf,
-    /// Guest kernel (bzImage).
-    pub kernel: PathBuf,
-    /// Guest initramfs.
-    pub initrd: PathBuf,
-    /// Appended to our kernel command line.
-    pub cmdline_extra: String,
-    /// Number of vCPUs.
-    pub vcpus: u32,
-    /// Guest RAM in MiB.
-    pub memory_mb: u32,
-    /// Guest RAM file (`memory-backend-file`, `share=on`); created sparse if missing.
-    pub memory_file: PathBuf,
-    /// qcow2 root disk, attached as virtio-blk (`/dev/vda`).
-    pub disk: PathBuf,
-    /// KVM or TCG.
-    pub accel: Accel,
-    /// The guest's network device, if it has one.
-    pub nic: Option<NicSpec>,
-}
-
-/// A virtio-net device. Its guest-visible part (the MAC) is fixed by the snapshot; the
-/// backend may differ between the boot and each restore.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NicSpec {
-    /// Guest MAC address.
-    pub mac: String,
-    /// Where its packets go.
-    pub backend: NicBackend,
-}
-
-/// The host side of a virtio-net device.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NicBackend {
-    /// No backend: the device exists but carries nothing (template builds, hosts without
-    /// networking).
-    None,
-    /// An existing tap device `tap`, with QEMU started inside the network namespace whose
-    /// file is `netns` (`/run/netns/<name>`).
-    Tap {
-        /// The namespace QEMU runs in.
-        netns: PathBuf,
-        /// Name of the tap device inside it.
-        tap: String,
-    },
-}
 
 /// Unix socket of the virtio-serial port `wrenn.envd` of the VM in `dir`.
 pub fn agent_socket_path(dir: &Path) -> PathBuf {
@@ -86,10 +34,36 @@ pub fn process_alive(dir: &Path) -> bool {
     VmFiles::new(dir).is_ok_and(|f| process::find(&f).is_ok())
 }
 
+/// SIGKILLs the QEMU of `dir` if one is alive (used when no handle exists).
+pub(crate) async fn kill_orphan(dir: &Path) {
+    let Ok(files) = VmFiles::new(dir) else {
+        return;
+    };
+    let Ok(p) = process::find(&files) else {
+        return;
+    };
+    if let Err(e) = process::kill(p).await {
+        tracing::warn!(dir = %dir.display(), pid = p.pid, error = %e, "killing a VMM without a handle");
+    }
+}
+
+/// Removes sockets, pid file and console log of a VM whose QEMU has ended.
+pub(crate) fn remove_runtime_files(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".sock") || name.ends_with(".pid") || name.starts_with("console.log") {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 /// A live QEMU process we drive through QMP. Dropping the handle leaves QEMU running (see
-/// [`Vm::adopt`]); [`Vm::kill`] ends it.
+/// [`QemuVm::adopt`]); [`QemuVm::kill`] ends it.
 #[derive(Debug)]
-pub struct Vm {
+pub struct QemuVm {
     files: VmFiles,
     memory_file: PathBuf,
     disk: PathBuf,
@@ -98,7 +72,7 @@ pub struct Vm {
     console: Option<JoinHandle<()>>,
 }
 
-impl Drop for Vm {
+impl Drop for QemuVm {
     fn drop(&mut self) {
         if let Some(task) = self.console.take() {
             task.abort();
@@ -111,11 +85,11 @@ fn absolute(p: &Path) -> Result<PathBuf, VmmError> {
     std::path::absolute(p).map_err(VmmError::io("resolving", p))
 }
 
-impl Vm {
+impl QemuVm {
     /// Starts QEMU (daemonized, in its own session, so it survives the agent's death),
     /// connects QMP and starts the vCPUs.
-    pub async fn boot(spec: &VmSpec) -> Result<Vm, VmmError> {
-        let vm = Vm::start(spec, StartMode::Boot).await?;
+    pub async fn boot(qemu: &Qemu, spec: &VmSpec) -> Result<QemuVm, VmmError> {
+        let vm = QemuVm::start(qemu, spec, StartMode::Boot).await?;
         if let Err(e) = vm.cont().await {
             vm.kill_quietly().await;
             return Err(e);
@@ -126,8 +100,8 @@ impl Vm {
 
     /// Starts QEMU with `-incoming defer`, loads the device state from `state`, then starts
     /// the vCPUs.
-    pub async fn restore(spec: &VmSpec, state: &Path) -> Result<Vm, VmmError> {
-        let vm = Vm::restore_stopped(spec, state).await?;
+    pub async fn restore(qemu: &Qemu, spec: &VmSpec, state: &Path) -> Result<QemuVm, VmmError> {
+        let vm = QemuVm::restore_stopped(qemu, spec, state).await?;
         if let Err(e) = vm.cont().await {
             vm.kill_quietly().await;
             return Err(e);
@@ -135,14 +109,19 @@ impl Vm {
         Ok(vm)
     }
 
-    /// Like [`Vm::restore`] but leaves the vCPUs stopped; call [`Vm::cont`] to run the guest.
-    pub async fn restore_stopped(spec: &VmSpec, state: &Path) -> Result<Vm, VmmError> {
+    /// Like [`QemuVm::restore`] but leaves the vCPUs stopped; call [`QemuVm::cont`] to run
+    /// the guest.
+    pub async fn restore_stopped(
+        qemu: &Qemu,
+        spec: &VmSpec,
+        state: &Path,
+    ) -> Result<QemuVm, VmmError> {
         let started = std::time::Instant::now();
         let state = absolute(state)?;
         if !state.is_file() {
             return Err(VmmError::StateMissing(state));
         }
-        let vm = Vm::start(spec, StartMode::Incoming).await?;
+        let vm = QemuVm::start(qemu, spec, StartMode::Incoming).await?;
         let loaded = async {
             let mut qmp = vm.qmp.lock().await;
             qmp.execute(
@@ -191,11 +170,11 @@ impl Vm {
                 .await
                 .map_err(VmmError::qmp("migrate"))?;
             wait_migration(&mut qmp, "saving", &tmp).await?;
-            fsutil::sync_file(&tmp)?;
-            fsutil::sync_file(&self.memory_file)?;
-            fsutil::sync_file(&self.disk)?;
-            std::fs::rename(&tmp, &state).map_err(VmmError::io("renaming into place", &state))?;
-            fsutil::sync_parent(&state)
+            for f in [&tmp, &self.memory_file, &self.disk] {
+                wrenn_durable::sync_file(f).map_err(VmmError::io("fsyncing", f))?;
+            }
+            wrenn_durable::rename_durable(&tmp, &state)
+                .map_err(VmmError::io("renaming into place", &state))
         }
         .await;
         if let Err(e) = saved {
@@ -226,8 +205,8 @@ impl Vm {
         Ok(())
     }
 
-    /// Stops the vCPUs (the VM stays in memory; [`Vm::cont`] resumes it).
-    pub async fn stop(&self) -> Result<(), VmmError> {
+    /// Stops the vCPUs (the VM stays in memory; [`QemuVm::cont`] resumes it).
+    pub async fn stop_vcpus(&self) -> Result<(), VmmError> {
         self.qmp
             .lock()
             .await
@@ -250,7 +229,7 @@ impl Vm {
     /// Re-attaches to a running QEMU after an agent restart: checks the process of the pid
     /// file is our QEMU for this directory (command line + start time), reconnects QMP and
     /// the console log.
-    pub async fn adopt(spec: &VmSpec) -> Result<Vm, VmmError> {
+    pub async fn adopt(spec: &VmSpec) -> Result<QemuVm, VmmError> {
         let files = VmFiles::new(&spec.dir)?;
         let process = process::find(&files)?;
         let qmp = Qmp::connect(&files.qmp())
@@ -264,7 +243,7 @@ impl Vm {
             }
         };
         tracing::info!(dir = %files.dir.display(), pid = process.pid, "VM adopted");
-        Ok(Vm {
+        Ok(QemuVm {
             memory_file: absolute(&spec.memory_file)?,
             disk: absolute(&spec.disk)?,
             files,
@@ -277,7 +256,7 @@ impl Vm {
     /// A future that resolves when this VMM's process ends, for whatever reason.
     pub fn exit_watch(&self) -> crate::ExitWatch {
         let (files, process) = (self.files.clone(), self.process);
-        crate::ExitWatch::new(process, move || {
+        crate::ExitWatch::new(process.pid, move || {
             process::find(&files).is_ok_and(|p| p == process)
         })
     }
@@ -332,7 +311,7 @@ impl Vm {
 
     /// Launches QEMU with vCPUs stopped, connects QMP, sets the migration capabilities and
     /// the console log.
-    async fn start(spec: &VmSpec, mode: StartMode) -> Result<Vm, VmmError> {
+    async fn start(qemu: &Qemu, spec: &VmSpec, mode: StartMode) -> Result<QemuVm, VmmError> {
         let files = VmFiles::new(&spec.dir)?;
         files.check_socket_paths()?;
         std::fs::create_dir_all(&files.dir).map_err(VmmError::io("creating", &files.dir))?;
@@ -362,15 +341,25 @@ impl Vm {
                 std::io::ErrorKind::NotFound.into(),
             ));
         }
-        fsutil::ensure_sparse(
+        // Guest RAM: readable by the owner only.
+        wrenn_durable::ensure_sparse(
             &memory_file,
             u64::from(cmdline::guest_ram_mb(spec.memory_mb)) * 1024 * 1024,
-        )?;
+        )
+        .map_err(VmmError::io("creating", &memory_file))?;
         let tsc_khz = tsc::host_tsc_khz()?;
         let mut spec_abs = spec.clone();
         spec_abs.kernel = absolute(&spec.kernel)?;
         spec_abs.initrd = absolute(&spec.initrd)?;
-        let args = cmdline::qemu_args(&spec_abs, &files, &memory_file, &disk, tsc_khz, mode);
+        let args = cmdline::qemu_args(
+            &spec_abs,
+            qemu.accel(),
+            &files,
+            &memory_file,
+            &disk,
+            tsc_khz,
+            mode,
+        );
         let netns = match &spec.nic {
             Some(NicSpec {
                 backend: NicBackend::Tap { netns, .. },
@@ -378,7 +367,7 @@ impl Vm {
             }) => Some(netns.as_path()),
             _ => None,
         };
-        launch(&spec.qemu, &args, &files, netns).await?;
+        launch(qemu.binary(), &args, &files, netns).await?;
         let process = process::started(&files)?;
         let connected = async {
             process::record_identity(&files, process)?;
@@ -398,7 +387,7 @@ impl Vm {
         }
         .await;
         match connected {
-            Ok((qmp, console)) => Ok(Vm {
+            Ok((qmp, console)) => Ok(QemuVm {
                 files,
                 memory_file,
                 disk,
@@ -553,7 +542,7 @@ async fn launch(
 
 /// QEMU's classic migration, for benchmarks: every RAM page goes through the migration file
 /// (`x-ignore-shared` off). This is the baseline our pause and resume are measured against.
-impl Vm {
+impl QemuVm {
     /// Stops the vCPUs and migrates device state and all of RAM to `path`, fsynced.
     pub async fn save_classic(&self, path: &Path) -> Result<(), VmmError> {
         let path = absolute(path)?;
@@ -569,14 +558,18 @@ impl Vm {
         .await
         .map_err(VmmError::qmp("migrate"))?;
         wait_migration(&mut qmp, "saving (classic)", &path).await?;
-        fsutil::sync_file(&path)
+        wrenn_durable::sync_file(&path).map_err(VmmError::io("fsyncing", &path))
     }
 
     /// Starts QEMU with `-incoming defer`, loads device state and all of RAM from a classic
     /// migration file, then starts the vCPUs.
-    pub async fn restore_classic(spec: &VmSpec, path: &Path) -> Result<Vm, VmmError> {
+    pub async fn restore_classic(
+        qemu: &Qemu,
+        spec: &VmSpec,
+        path: &Path,
+    ) -> Result<QemuVm, VmmError> {
         let path = absolute(path)?;
-        let vm = Vm::start(spec, StartMode::Incoming).await?;
+        let vm = QemuVm::start(qemu, spec, StartMode::Incoming).await?;
         let loaded = async {
             let mut qmp = vm.qmp.lock().await;
             set_ignore_shared(&mut qmp, false).await?;

@@ -33,12 +33,13 @@
 //!
 //! Kernel command line: `console=ttyS0 reboot=t panic=-1 tsc_early_khz=<host kHz>
 //! root=/dev/vda` followed by the caller's extra arguments. `tsc_early_khz` is mandatory under
-//! TCG (see [`crate::tsc`]).
+//! TCG (see [`super::tsc`]).
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use crate::{Accel, NicBackend, VmSpec, VmmError};
+use super::Accel;
+use crate::{NicBackend, VmSpec, VmmError};
 
 /// Size of the TCG translation block cache in MiB: bounds QEMU's host memory per capsule.
 pub const TCG_TB_SIZE_MB: u32 = 64;
@@ -84,7 +85,7 @@ impl VmFiles {
     pub fn qemu_log(&self) -> PathBuf {
         self.dir.join("qemu.log")
     }
-    /// The guest console log (bounded, see [`crate::console`]).
+    /// The guest console log (bounded, see `console.rs`).
     pub fn console_log(&self) -> PathBuf {
         self.dir.join("console.log")
     }
@@ -131,10 +132,11 @@ pub fn guest_ram_mb(requested: u32) -> u32 {
     }
 }
 
-/// QEMU arguments for `spec` (absolute paths in `files`, memory/disk made absolute by the
-/// caller).
+/// QEMU arguments for `spec` under `accel` (absolute paths in `files`, memory/disk made
+/// absolute by the caller).
 pub fn qemu_args(
     spec: &VmSpec,
+    accel: Accel,
     files: &VmFiles,
     memory_file: &Path,
     disk: &Path,
@@ -152,7 +154,7 @@ pub fn qemu_args(
     push("-display");
     push("none");
     push("-no-reboot");
-    match spec.accel {
+    match accel {
         Accel::Tcg => {
             push("-accel");
             push(&format!("tcg,thread=multi,tb-size={TCG_TB_SIZE_MB}"));
@@ -252,10 +254,9 @@ fn qemu_opt_escape(path: &Path) -> OsString {
 mod tests {
     use super::*;
 
-    fn spec(accel: Accel) -> VmSpec {
+    fn spec() -> VmSpec {
         VmSpec {
             dir: "/d".into(),
-            qemu: "qemu".into(),
             kernel: "/k".into(),
             initrd: "/i".into(),
             cmdline_extra: " wrenn.init=/x ".into(),
@@ -263,15 +264,14 @@ mod tests {
             memory_mb: 256,
             memory_file: "/d/mem".into(),
             disk: "/d/disk,1.qcow2".into(),
-            accel,
             nic: None,
         }
     }
 
     fn args(accel: Accel, mode: StartMode) -> Vec<String> {
-        let s = spec(accel);
+        let s = spec();
         let files = VmFiles::new(Path::new("/d")).unwrap();
-        qemu_args(&s, &files, &s.memory_file, &s.disk, 2_300_000, mode)
+        qemu_args(&s, accel, &files, &s.memory_file, &s.disk, 2_300_000, mode)
             .into_iter()
             .map(|a| a.into_string().unwrap())
             .collect()
@@ -329,12 +329,20 @@ mod tests {
     #[test]
     fn network_device_with_and_without_backend() {
         let files = VmFiles::new(Path::new("/d")).unwrap();
-        let mut s = spec(Accel::Tcg);
+        let mut s = spec();
         let strings = |s: &VmSpec| -> Vec<String> {
-            qemu_args(s, &files, &s.memory_file, &s.disk, 1, StartMode::Boot)
-                .into_iter()
-                .map(|a| a.into_string().unwrap())
-                .collect()
+            qemu_args(
+                s,
+                Accel::Tcg,
+                &files,
+                &s.memory_file,
+                &s.disk,
+                1,
+                StartMode::Boot,
+            )
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect()
         };
         assert!(!strings(&s).iter().any(|a| a.contains("virtio-net")));
         s.nic = Some(crate::NicSpec {

@@ -4,7 +4,7 @@
 //! `qmp_capabilities`, then sends `{"execute": .., "arguments": .., "id": n}` and reads lines
 //! until the reply carrying the same `id` (`return` or `error`). Asynchronous events
 //! (`{"event": ..}`) arriving in between are logged and dropped. Commands are serialised by
-//! the caller (the [`crate::Vm`] holds the client behind a mutex).
+//! the caller (the [`super::QemuVm`] holds the client behind a mutex).
 
 use std::path::Path;
 use std::time::Duration;

@@ -4,7 +4,8 @@
 //! may accept the VM but never run the guest. So we boot the given kernel and initramfs
 //! under KVM with the console on a pipe and wait (at most [`PROBE_TIMEOUT`]) for the
 //! kernel to reach userspace (`Run /init as init process`). The verdict is cached in a JSON
-//! file keyed by kernel path + size and QEMU version. `WRENN_ACCEL=kvm|tcg` overrides all.
+//! file ([`ACCEL_CACHE`] in the driver's state directory) keyed by kernel path + size and
+//! QEMU version. `WRENN_ACCEL=kvm|tcg` overrides all.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -13,10 +14,13 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::{fsutil, VmmError};
+use crate::VmmError;
 
 /// How long the KVM probe boot may take to reach userspace.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// File name of the cached verdict in the driver's state directory.
+pub const ACCEL_CACHE: &str = "accel.json";
 
 /// Environment variable that forces the accelerator.
 pub const ACCEL_ENV: &str = "WRENN_ACCEL";
@@ -41,6 +45,19 @@ impl Accel {
     }
 }
 
+impl std::str::FromStr for Accel {
+    type Err = VmmError;
+
+    /// `kvm` or `tcg`.
+    fn from_str(s: &str) -> Result<Accel, VmmError> {
+        match s {
+            "kvm" => Ok(Accel::Kvm),
+            "tcg" => Ok(Accel::Tcg),
+            other => Err(VmmError::BadAccelOverride(other.to_owned())),
+        }
+    }
+}
+
 impl std::fmt::Display for Accel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
@@ -53,26 +70,24 @@ struct Cached {
     accel: Accel,
 }
 
-/// Decides between KVM and TCG (see the module docs). Errors only if QEMU cannot be run,
-/// the override is invalid or the cache cannot be written.
+/// Decides between KVM and TCG (see the module docs) for the QEMU `qemu` whose version
+/// line is `version`. Errors only if the override is invalid or the cache cannot be written.
 pub async fn detect_accel(
     qemu: &Path,
+    version: &str,
     kernel: &Path,
     initrd: &Path,
     cache_file: &Path,
 ) -> Result<Accel, VmmError> {
     if let Ok(v) = std::env::var(ACCEL_ENV) {
-        match v.trim() {
-            "kvm" => return Ok(Accel::Kvm),
-            "tcg" => return Ok(Accel::Tcg),
-            "" => {}
-            other => return Err(VmmError::BadAccelOverride(other.to_owned())),
+        if !v.trim().is_empty() {
+            return v.trim().parse();
         }
     }
     let size = std::fs::metadata(kernel)
         .map_err(VmmError::io("reading", kernel))?
         .len();
-    let key = format!("{}|{size}|{}", kernel.display(), qemu_version(qemu).await?);
+    let key = format!("{}|{size}|{version}", kernel.display());
     if let Ok(text) = std::fs::read_to_string(cache_file) {
         if let Ok(c) = serde_json::from_str::<Cached>(&text) {
             if c.key == key {
@@ -94,10 +109,9 @@ pub async fn detect_accel(
     if let Some(parent) = cache_file.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(VmmError::io("creating", parent))?;
     }
-    let mut tmp = cache_file.as_os_str().to_owned();
-    tmp.push(".tmp");
     let text = serde_json::to_string(&Cached { key, accel }).unwrap_or_default();
-    fsutil::write_atomic(Path::new(&tmp), cache_file, text.as_bytes())?;
+    wrenn_durable::write_atomic(cache_file, text.as_bytes())
+        .map_err(VmmError::io("writing", cache_file))?;
     Ok(accel)
 }
 
@@ -107,29 +121,6 @@ fn kvm_opens() -> bool {
         .write(true)
         .open("/dev/kvm")
         .is_ok()
-}
-
-/// `qemu --version`, first line.
-async fn qemu_version(qemu: &Path) -> Result<String, VmmError> {
-    let err = |reason: String| VmmError::QemuVersion {
-        qemu: qemu.to_owned(),
-        reason,
-    };
-    let out = tokio::process::Command::new(qemu)
-        .arg("--version")
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .map_err(|e| err(e.to_string()))?;
-    if !out.status.success() {
-        return Err(err(format!("exited with {}", out.status)));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_owned())
 }
 
 /// Boots the kernel under KVM without a disk; true if it reaches userspace in time.

@@ -1,0 +1,47 @@
+//! The guest channel: connecting to a capsule's envd, and telling a restored guest the time
+//! and fresh entropy (its clock stood still while paused; clones must not share randomness).
+
+use std::path::Path;
+use std::time::Duration;
+
+use wrenn_envd_client::EnvdClient;
+use wrenn_protocol::RestoreRequest;
+
+use crate::error::Result;
+use crate::manager::Inner;
+use crate::slots::{lock, Slot};
+
+/// Connects to a just-restored guest at `socket` and tells it to set its clock, re-seed its
+/// random pool and use `nameservers`.
+pub(crate) async fn sync_guest(
+    socket: &Path,
+    timeout: Duration,
+    nameservers: Vec<String>,
+) -> Result<EnvdClient> {
+    let envd = EnvdClient::connect(socket, timeout).await?;
+    let unix_time_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64);
+    let entropy: Vec<u8> = (0..64).map(|_| rand::random::<u8>()).collect();
+    envd.restore(RestoreRequest {
+        unix_time_ns,
+        entropy,
+        nameservers,
+    })
+    .await?;
+    Ok(envd)
+}
+
+impl Inner {
+    /// The guest channel of a running capsule, connecting if there is none yet.
+    pub(crate) async fn guest_of(&self, slot: &Slot) -> Result<EnvdClient> {
+        let existing = lock(&slot.envd).clone();
+        if let Some(e) = existing.filter(|e| !e.is_closed()) {
+            return Ok(e);
+        }
+        let socket = self.vmm.agent_socket(&slot.dir);
+        let envd = EnvdClient::connect(&socket, self.cfg.envd_timeout).await?;
+        *lock(&slot.envd) = Some(envd.clone());
+        Ok(envd)
+    }
+}
