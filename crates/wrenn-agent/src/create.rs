@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use wrenn_envd_client::EnvdClient;
-use wrenn_host::{CapsuleInfo, HostStatus};
+use wrenn_host::{rules, CapsuleInfo, HostStatus};
 use wrenn_vmm::Vm;
 
 use crate::error::{AgentError, Result};
@@ -29,14 +29,11 @@ impl Inner {
         policy: wrenn_host::NetworkPolicy,
     ) -> Result<CapsuleInfo> {
         network::rules(&policy)?;
-        if !valid_capsule_id(&id) {
+        if !rules::is_capsule_id(&id) {
             return Err(AgentError::InvalidRequest(format!("bad capsule id {id:?}")));
         }
-        if !(1..=32).contains(&vcpus) || !(128..=65536).contains(&memory_mb) {
-            return Err(AgentError::InvalidRequest(format!(
-                "vcpus must be 1..=32 and memory_mb 128..=65536 (got {vcpus} and {memory_mb})"
-            )));
-        }
+        rules::check_shape(i64::from(vcpus), i64::from(memory_mb))
+            .map_err(AgentError::InvalidRequest)?;
         // A snapshot template fixes the shape.
         let (vcpus, memory_mb) = match self
             .templates
@@ -135,14 +132,4 @@ impl Inner {
             }
         }
     }
-}
-
-/// Checks a capsule id: 1–64 chars of `[a-z0-9-]`, not starting with `.` or `-`.
-fn valid_capsule_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
-        && !id.starts_with('-')
-        && id
-            .bytes()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
 }

@@ -10,7 +10,6 @@ use wrenn_host::{
 use crate::error::AgentError;
 use crate::manager::CapsuleManager;
 use crate::slots::status_name;
-use crate::templates::valid_template_name;
 
 #[async_trait::async_trait]
 impl HostApi for CapsuleManager {
@@ -95,7 +94,7 @@ impl HostApi for CapsuleManager {
         name: &str,
         overwrite: bool,
     ) -> Result<TemplateInfo, HostError> {
-        if !valid_template_name(name)
+        if !wrenn_host::rules::is_template_name(name)
             || wrenn_images::BaseTemplate::all()
                 .iter()
                 .any(|b| b.name() == name)

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use wrenn_envd_client::EnvdClient;
-use wrenn_host::{TemplateInfo, TemplateKind};
+use wrenn_host::{rules, TemplateInfo, TemplateKind};
 use wrenn_images::{BaseTemplate, ImageStore, KernelImages};
 use wrenn_vmm::Vmm;
 
@@ -57,16 +57,6 @@ pub(crate) struct Templates {
     boot_timeout: Duration,
     /// One lock per base template key: a template is built once even when asked for twice.
     locks: tokio::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-}
-
-/// Checks a template name: `^[a-zA-Z0-9][a-zA-Z0-9._-]{0,127}$`.
-pub fn valid_template_name(name: &str) -> bool {
-    let b = name.as_bytes();
-    !b.is_empty()
-        && b.len() <= 128
-        && b[0].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || b"._-".contains(c))
 }
 
 impl Templates {
@@ -118,7 +108,7 @@ impl Templates {
         if let Ok(base) = BaseTemplate::from_str(template) {
             return self.base_snapshot(base, vcpus, memory_mb).await;
         }
-        if !valid_template_name(template) {
+        if !rules::is_template_name(template) {
             return Err(AgentError::InvalidRequest(format!(
                 "bad template name {template:?}"
             )));
@@ -334,7 +324,7 @@ impl Templates {
                 "{name} is a base template and cannot be deleted"
             )));
         }
-        if !valid_template_name(name) {
+        if !rules::is_template_name(name) {
             return Err(AgentError::InvalidRequest(format!(
                 "bad template name {name:?}"
             )));
