@@ -88,11 +88,23 @@ impl Frame {
 
 /// Incremental decoder: feed bytes, take frames. Skips garbage and corrupt frames by
 /// searching for the next magic.
+///
+/// A frame whose header is valid but whose payload is not is normally skipped one byte at a
+/// time, so a real frame that starts inside it (a stale frame cut by a restore, then the new
+/// session's HELLO) is still found. A peer could forge such headers every few bytes, each
+/// claiming a full payload, and make every byte it sends cost a [`MAX_PAYLOAD`] checksum; so
+/// the bytes checksummed for payloads that failed are bounded by [`WASTE_FACTOR`] times the
+/// bytes received (plus two frames), and past that bound a bad frame is skipped whole.
 #[derive(Debug, Default)]
 pub struct FrameDecoder {
     buf: BytesMut,
     skipped: u64,
+    received: u64,
+    wasted: u64,
 }
+
+/// Bound on payload bytes checksummed in vain per byte received (see [`FrameDecoder`]).
+pub const WASTE_FACTOR: u64 = 8;
 
 impl FrameDecoder {
     /// A new decoder.
@@ -102,7 +114,13 @@ impl FrameDecoder {
 
     /// Adds received bytes.
     pub fn push(&mut self, data: &[u8]) {
+        self.received += data.len() as u64;
         self.buf.extend_from_slice(data);
+    }
+
+    /// Payload bytes checksummed for frames that turned out corrupt, so far.
+    pub fn wasted(&self) -> u64 {
+        self.wasted
     }
 
     /// Bytes held waiting for the rest of a frame. After [`FrameDecoder::next_frame`] returned
@@ -153,7 +171,16 @@ impl FrameDecoder {
             }
             let crc_at = HEADER + len;
             if crc32fast::hash(&self.buf[HEADER..crc_at]) != le_u32(&self.buf[crc_at..crc_at + 4]) {
-                self.skip_one();
+                self.wasted += len as u64;
+                let budget = WASTE_FACTOR * self.received + 2 * MAX_PAYLOAD as u64;
+                if self.wasted > budget {
+                    // Forged headers: skip the whole claimed frame.
+                    let whole = crc_at + TRAILER;
+                    self.skipped += whole as u64;
+                    self.buf.advance(whole);
+                } else {
+                    self.skip_one();
+                }
                 continue;
             }
             let mut whole = self.buf.split_to(crc_at + TRAILER);
@@ -293,6 +320,52 @@ mod tests {
         }
         assert_eq!(got, frames());
         assert!(d.skipped() > 0);
+    }
+
+    /// A header with a valid header CRC claiming a full payload whose CRC is wrong.
+    fn forged_header() -> Vec<u8> {
+        let mut out = BytesMut::new();
+        out.put_slice(MAGIC);
+        out.put_u8(FrameKind::Data as u8);
+        out.put_u64_le(7);
+        out.put_u32_le(MAX_PAYLOAD as u32);
+        let hcrc = crc32fast::hash(&out[4..]);
+        out.put_u32_le(hcrc);
+        out.to_vec()
+    }
+
+    #[test]
+    fn forged_headers_cost_a_bounded_amount_of_checksumming() {
+        // A forged header every 21 bytes for more than a payload's length: before the bound,
+        // each one cost a 128 KiB checksum (about 6000 of them, ~800 MB per 256 KiB sent).
+        let mut wire = Vec::new();
+        while wire.len() < 2 * MAX_PAYLOAD {
+            wire.extend_from_slice(&forged_header());
+        }
+        wire.resize(wire.len() + MAX_PAYLOAD + TRAILER + HEADER, 0);
+        let mut d = FrameDecoder::new();
+        for chunk in wire.chunks(4096) {
+            d.push(chunk);
+            while d.next_frame().is_some() {}
+        }
+        let budget = WASTE_FACTOR * wire.len() as u64 + 2 * MAX_PAYLOAD as u64 + MAX_PAYLOAD as u64;
+        assert!(
+            d.wasted() <= budget,
+            "{} bytes checksummed in vain for {} received",
+            d.wasted(),
+            wire.len()
+        );
+        // Real frames after the flood still come through.
+        let mut tail = BytesMut::new();
+        for f in frames() {
+            f.encode(&mut tail);
+        }
+        d.push(&tail);
+        let mut got = Vec::new();
+        while let Some(f) = d.next_frame() {
+            got.push(f);
+        }
+        assert_eq!(got, frames());
     }
 
     #[test]
