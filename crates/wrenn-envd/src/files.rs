@@ -188,14 +188,44 @@ pub fn remove(path: &str) -> ApiResult<()> {
     r.map_err(|e| ApiError::io(format!("remove {path}"), e))
 }
 
-/// Opens `path` for a streamed read; errors (missing, directory) come before any byte.
-/// Returns the file and its size on disk, which is only a hint: `/proc` and `/sys` files
-/// report 0 or 4096, devices and FIFOs 0, and a file can grow or shrink while it is read.
+/// What a read or write refuses at `path`: a character or block device. A device is not a
+/// file with an end: `/dev/zero` and `/dev/urandom` never end, `/dev/mem` or a tty block,
+/// others fail in their driver (`/dev/hpet` is busy), and opening one runs its driver. Devices
+/// are read with a command through exec (`head -c 4096 /dev/urandom`). FIFOs stay readable:
+/// their writer ends them. Sockets cannot be opened at all (ENXIO, see [`ApiError::io`]).
+fn refuse_device(op: &str, path: &str, meta: &std::fs::Metadata) -> ApiResult<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let ft = meta.file_type();
+    let what = if ft.is_char_device() {
+        "a character device"
+    } else if ft.is_block_device() {
+        "a block device"
+    } else {
+        return Ok(());
+    };
+    Err(ApiError::invalid(format!(
+        "{op} {path}: {what}, not a file; use a command through exec for devices \
+         (e.g. head -c 4096 {path})"
+    )))
+}
+
+/// Opens `path` for a streamed read; errors (missing, directory, device) come before any
+/// byte. Returns the file and its size on disk, which is only a hint: `/proc` and `/sys` files
+/// report 0 or 4096, FIFOs 0, and a file can grow or shrink while it is read.
 /// The body is therefore sent without a Content-Length, up to the end of file that the read
 /// finds (docs/envd-protocol.md).
 pub async fn open_read(path: &str) -> ApiResult<(tokio::fs::File, u64)> {
     let p = absolute(path)?;
-    let file = tokio::fs::File::open(&p)
+    // Looked at before the open, so no device driver is opened; checked again on the open
+    // file in case the path changed in between.
+    let meta = tokio::fs::metadata(&p)
+        .await
+        .map_err(|e| ApiError::io(format!("read {path}"), e))?;
+    refuse_device("read", path, &meta)?;
+    let file = tokio::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOCTTY)
+        .open(&p)
         .await
         .map_err(|e| ApiError::io(format!("read {path}"), e))?;
     let meta = file
@@ -208,6 +238,7 @@ pub async fn open_read(path: &str) -> ApiResult<(tokio::fs::File, u64)> {
             format!("read {path}: is a directory"),
         ));
     }
+    refuse_device("read", path, &meta)?;
     Ok((file, meta.len()))
 }
 
@@ -255,6 +286,11 @@ where
             ErrorKind::IsADirectory,
             format!("write {path}: is a directory"),
         ));
+    }
+    // A write renames a new file into place: over a device it would replace the device node
+    // (a write to /dev/null would leave a regular file there).
+    if let Some(m) = &existing {
+        refuse_device("write", path, m)?;
     }
     if opts.create_parents.unwrap_or(true) {
         tokio::fs::create_dir_all(dir)

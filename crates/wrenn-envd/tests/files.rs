@@ -360,3 +360,73 @@ async fn symlink_loops_and_virtual_files_get_clear_errors() {
         .expect("a socket cannot be read");
     assert_eq!(kind(e), ErrorKind::InvalidArgument);
 }
+
+#[tokio::test]
+async fn devices_are_refused_for_read_and_write() {
+    use nix::sys::stat::{makedev, mknod, Mode, SFlag};
+    use std::os::unix::fs::FileTypeExt;
+    let envd = Envd::start();
+    let c = envd.client().await;
+    let refused = |r: Result<wrenn_envd_client::ByteStream, wrenn_envd_client::EnvdError>| match r {
+        Err(wrenn_envd_client::EnvdError::Guest(b)) => {
+            assert_eq!(b.kind, ErrorKind::InvalidArgument, "{}", b.message);
+            assert!(b.message.contains("device"), "{}", b.message);
+        }
+        Err(other) => panic!("{other:?}"),
+        Ok(_) => panic!("a device was streamed"),
+    };
+    // Endless devices: a read never ended (/dev/zero, /dev/urandom) or blocked.
+    for dev in ["/dev/zero", "/dev/urandom", "/dev/null"] {
+        let r = tokio::time::timeout(WAIT, c.read_file(dev))
+            .await
+            .expect(dev);
+        refused(r);
+    }
+    // Device nodes of our own (needs root): a block device, and a /dev/null whose node a
+    // write would have replaced by a regular file.
+    let dir = envd.dir.path();
+    let null = dir.join("null");
+    let block = dir.join("loop");
+    let made = mknod(
+        &null,
+        SFlag::S_IFCHR,
+        Mode::from_bits_truncate(0o666),
+        makedev(1, 3),
+    )
+    .and_then(|_| {
+        mknod(
+            &block,
+            SFlag::S_IFBLK,
+            Mode::from_bits_truncate(0o600),
+            makedev(7, 0),
+        )
+    });
+    match made {
+        Err(nix::errno::Errno::EPERM) => {
+            eprintln!("not root: device nodes of the test not made, their checks skipped");
+            return;
+        }
+        other => other.unwrap(),
+    }
+    refused(c.read_file(block.to_str().unwrap()).await);
+    let body = futures::stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(b"x"))]).boxed();
+    match c
+        .write_file(null.to_str().unwrap(), WriteOptions::default(), body)
+        .await
+        .unwrap_err()
+    {
+        wrenn_envd_client::EnvdError::Guest(b) => {
+            assert_eq!(b.kind, ErrorKind::InvalidArgument, "{}", b.message)
+        }
+        other => panic!("{other:?}"),
+    }
+    let ft = std::fs::symlink_metadata(&null).unwrap().file_type();
+    assert!(ft.is_char_device(), "the device node was replaced: {ft:?}");
+    // No temp file left behind.
+    let names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("wrenn-"))
+        .collect();
+    assert!(names.is_empty(), "{names:?}");
+}
