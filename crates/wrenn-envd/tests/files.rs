@@ -430,3 +430,61 @@ async fn devices_are_refused_for_read_and_write() {
         .collect();
     assert!(names.is_empty(), "{names:?}");
 }
+
+/// Unmounts (lazily) on drop, so a failed test leaves no mount behind.
+struct Mounted(std::path::PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+#[tokio::test]
+async fn remove_refuses_mount_points_before_deleting_anything() {
+    let envd = Envd::start();
+    let c = envd.client().await;
+    let tree = envd.dir.path().join("tree");
+    let mnt = tree.join("sub/mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    std::fs::write(tree.join("sub/outside"), b"x").unwrap();
+    let flags = nix::mount::MsFlags::empty();
+    match nix::mount::mount(Some("tmpfs"), &mnt, Some("tmpfs"), flags, Some("size=1m")) {
+        Err(nix::errno::Errno::EPERM) => {
+            eprintln!("not root: no tmpfs mounted, the test skipped");
+            return;
+        }
+        other => other.unwrap(),
+    }
+    let _guard = Mounted(mnt.clone());
+    let inside = mnt.join("kept");
+    std::fs::write(&inside, b"y").unwrap();
+    // The mount point itself (/dev answered 502 after its device nodes were gone) and a tree
+    // holding it, spelled through `..` and a symlinked parent.
+    std::os::unix::fs::symlink(tree.join("sub"), envd.dir.path().join("link")).unwrap();
+    for p in [
+        mnt.clone(),
+        tree.clone(),
+        tree.join("sub/x/.."),
+        envd.dir.path().join("link/mnt"),
+    ] {
+        let e = c.remove(p.to_str().unwrap()).await.unwrap_err();
+        match e {
+            wrenn_envd_client::EnvdError::Guest(b) => {
+                assert_eq!(b.kind, ErrorKind::InvalidArgument, "{p:?}: {}", b.message);
+                assert!(b.message.contains("mount"), "{p:?}: {}", b.message);
+            }
+            other => panic!("{p:?}: {other:?}"),
+        }
+    }
+    assert!(inside.is_file(), "the mounted file system was emptied");
+    assert!(
+        tree.join("sub/outside").is_file(),
+        "part of the tree was removed"
+    );
+    // The symlink itself is not a mount point: removing it removes only the link.
+    c.remove(envd.dir.path().join("link").to_str().unwrap())
+        .await
+        .unwrap();
+    assert!(inside.is_file());
+}
