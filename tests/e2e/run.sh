@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# End-to-end tests of `wrenn server` through the published Python SDK (wrenn 0.3.0).
+# End-to-end tests of `wrenn server` through the published Python SDK (wrenn 0.3.0), and
+# schemathesis against its /openapi.yaml.
 # Idempotent: creates/refreshes the venv .venv-e2e at the repo root, builds nothing.
 # Needs: target/debug/wrenn (or $WRENN_BIN) and the static envd the server bakes into images
 # (found by the server next to its binary, in target/, or via $WRENN_ENVD).
@@ -13,10 +14,13 @@ py="$venv/bin/python"
 if [ ! -x "$py" ]; then
   python3 -m venv "$venv" || { echo "run.sh: creating the venv failed" >&2; exit 2; }
 fi
-if ! "$py" -c 'import importlib.metadata as m, sys; sys.exit(m.version("wrenn") != "0.3.0")' 2>/dev/null \
+# schemathesis (test_schemathesis.py) is pinned: its checks and generation change between
+# releases, and a standing suite must not start failing on a release of it.
+if ! "$py" -c 'import importlib.metadata as m, sys; sys.exit(m.version("wrenn") != "0.3.0" or m.version("schemathesis") != "4.32.5")' 2>/dev/null \
   || ! "$py" -c 'import pytest, yaml' 2>/dev/null; then
-  "$venv/bin/pip" install -q --disable-pip-version-check --ignore-requires-python 'wrenn==0.3.0' pytest pyyaml \
-    || { echo "run.sh: installing the SDK and pytest failed" >&2; exit 2; }
+  "$venv/bin/pip" install -q --disable-pip-version-check --ignore-requires-python 'wrenn==0.3.0' \
+    'schemathesis==4.32.5' pytest pyyaml \
+    || { echo "run.sh: installing the SDK, schemathesis and pytest failed" >&2; exit 2; }
 fi
 
 export WRENN_BIN="${WRENN_BIN:-$root/target/debug/wrenn}"

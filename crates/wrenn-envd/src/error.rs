@@ -64,6 +64,14 @@ impl ApiError {
                 format!("{what}: not a file that can be opened this way ({e})"),
             );
         }
+        if e.raw_os_error() == Some(libc::EBUSY) {
+            // A mount point (renamed over, removed) or a file the kernel holds: the request
+            // names something that cannot be changed that way, envd did not fail.
+            return Self::new(
+                ErrorKind::InvalidArgument,
+                format!("{what}: busy (a mount point or in use by the kernel)"),
+            );
+        }
         if e.raw_os_error() == Some(libc::EROFS) {
             return Self::new(
                 ErrorKind::PermissionDenied,

@@ -175,11 +175,76 @@ pub fn mkdir(path: &str) -> ApiResult<EntryInfo> {
     stat(path)
 }
 
-/// Removes a file, symlink or directory tree at [`removal_target`]`(path)`; never the root.
+/// The mount points of envd's mount namespace (`/proc/self/mountinfo`, field 5, with the
+/// kernel's octal escapes of space, tab, newline and backslash undone).
+fn mount_points() -> Vec<PathBuf> {
+    std::fs::read("/proc/self/mountinfo")
+        .map(|info| parse_mountinfo(&info))
+        .unwrap_or_default()
+}
+
+fn parse_mountinfo(info: &[u8]) -> Vec<PathBuf> {
+    use std::os::unix::ffi::OsStringExt;
+    info.split(|&b| b == b'\n')
+        .filter_map(|line| line.split(|&b| b == b' ').nth(4))
+        .map(|field| {
+            let mut out = Vec::with_capacity(field.len());
+            let mut i = 0;
+            while i < field.len() {
+                let oct = field
+                    .get(i + 1..i + 4)
+                    .filter(|o| field[i] == b'\\' && o.iter().all(|c| (b'0'..=b'7').contains(c)));
+                match oct {
+                    Some(o) => {
+                        out.push(o.iter().fold(0u8, |n, c| n.wrapping_mul(8) + (c - b'0')));
+                        i += 4;
+                    }
+                    None => {
+                        out.push(field[i]);
+                        i += 1;
+                    }
+                }
+            }
+            PathBuf::from(std::ffi::OsString::from_vec(out))
+        })
+        .collect()
+}
+
+/// Refuses to remove `p` (resolved through the symlinks of its parent, not itself) when it is
+/// a mount point or has one below it. The kernel refuses to remove a mount point (EBUSY), but
+/// only after a recursive removal emptied the file system mounted there: removing `/dev`
+/// deleted every device node before it failed. Checked first, so nothing is deleted.
+fn refuse_mounts(path: &str, p: &Path, meta: &std::fs::Metadata) -> ApiResult<()> {
+    if meta.file_type().is_symlink() {
+        return Ok(()); // only the link goes
+    }
+    let (Some(parent), Some(name)) = (p.parent(), p.file_name()) else {
+        return Ok(());
+    };
+    let Ok(parent) = std::fs::canonicalize(parent) else {
+        return Ok(());
+    };
+    let target = parent.join(name);
+    let Some(m) = mount_points().into_iter().find(|m| m.starts_with(&target)) else {
+        return Ok(());
+    };
+    let why = if m == target {
+        "a mount point".to_string()
+    } else {
+        format!("{} is mounted below it", m.display())
+    };
+    Err(ApiError::invalid(format!(
+        "remove {path}: {why}; unmount it first (nothing was removed)"
+    )))
+}
+
+/// Removes a file, symlink or directory tree at [`removal_target`]`(path)`; never the root,
+/// never a mount point or a tree holding one.
 pub fn remove(path: &str) -> ApiResult<()> {
     let p = removal_target(path)?;
     let meta =
         std::fs::symlink_metadata(&p).map_err(|e| ApiError::io(format!("remove {path}"), e))?;
+    refuse_mounts(path, &p, &meta)?;
     let r = if meta.is_dir() {
         std::fs::remove_dir_all(&p)
     } else {
@@ -188,14 +253,44 @@ pub fn remove(path: &str) -> ApiResult<()> {
     r.map_err(|e| ApiError::io(format!("remove {path}"), e))
 }
 
-/// Opens `path` for a streamed read; errors (missing, directory) come before any byte.
-/// Returns the file and its size on disk, which is only a hint: `/proc` and `/sys` files
-/// report 0 or 4096, devices and FIFOs 0, and a file can grow or shrink while it is read.
+/// What a read or write refuses at `path`: a character or block device. A device is not a
+/// file with an end: `/dev/zero` and `/dev/urandom` never end, `/dev/mem` or a tty block,
+/// others fail in their driver (`/dev/hpet` is busy), and opening one runs its driver. Devices
+/// are read with a command through exec (`head -c 4096 /dev/urandom`). FIFOs stay readable:
+/// their writer ends them. Sockets cannot be opened at all (ENXIO, see [`ApiError::io`]).
+fn refuse_device(op: &str, path: &str, meta: &std::fs::Metadata) -> ApiResult<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let ft = meta.file_type();
+    let what = if ft.is_char_device() {
+        "a character device"
+    } else if ft.is_block_device() {
+        "a block device"
+    } else {
+        return Ok(());
+    };
+    Err(ApiError::invalid(format!(
+        "{op} {path}: {what}, not a file; use a command through exec for devices \
+         (e.g. head -c 4096 {path})"
+    )))
+}
+
+/// Opens `path` for a streamed read; errors (missing, directory, device) come before any
+/// byte. Returns the file and its size on disk, which is only a hint: `/proc` and `/sys` files
+/// report 0 or 4096, FIFOs 0, and a file can grow or shrink while it is read.
 /// The body is therefore sent without a Content-Length, up to the end of file that the read
 /// finds (docs/envd-protocol.md).
 pub async fn open_read(path: &str) -> ApiResult<(tokio::fs::File, u64)> {
     let p = absolute(path)?;
-    let file = tokio::fs::File::open(&p)
+    // Looked at before the open, so no device driver is opened; checked again on the open
+    // file in case the path changed in between.
+    let meta = tokio::fs::metadata(&p)
+        .await
+        .map_err(|e| ApiError::io(format!("read {path}"), e))?;
+    refuse_device("read", path, &meta)?;
+    let file = tokio::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOCTTY)
+        .open(&p)
         .await
         .map_err(|e| ApiError::io(format!("read {path}"), e))?;
     let meta = file
@@ -208,6 +303,7 @@ pub async fn open_read(path: &str) -> ApiResult<(tokio::fs::File, u64)> {
             format!("read {path}: is a directory"),
         ));
     }
+    refuse_device("read", path, &meta)?;
     Ok((file, meta.len()))
 }
 
@@ -255,6 +351,11 @@ where
             ErrorKind::IsADirectory,
             format!("write {path}: is a directory"),
         ));
+    }
+    // A write renames a new file into place: over a device it would replace the device node
+    // (a write to /dev/null would leave a regular file there).
+    if let Some(m) = &existing {
+        refuse_device("write", path, m)?;
     }
     if opts.create_parents.unwrap_or(true) {
         tokio::fs::create_dir_all(dir)
@@ -348,6 +449,21 @@ mod tests {
         assert_eq!(
             normalize("a/..").unwrap_err().kind,
             ErrorKind::InvalidArgument
+        );
+    }
+
+    #[test]
+    fn mountinfo_mount_points_are_unescaped() {
+        let info = b"22 1 0:21 / / rw,relatime - ext4 /dev/vda rw\n\
+            23 22 0:5 / /dev rw,nosuid - devtmpfs devtmpfs rw,mode=755\n\
+            40 22 0:33 / /tmp/a\\040b\\134c rw - tmpfs tmpfs rw\n";
+        assert_eq!(
+            parse_mountinfo(info),
+            [
+                PathBuf::from("/"),
+                PathBuf::from("/dev"),
+                PathBuf::from("/tmp/a b\\c")
+            ]
         );
     }
 

@@ -360,3 +360,131 @@ async fn symlink_loops_and_virtual_files_get_clear_errors() {
         .expect("a socket cannot be read");
     assert_eq!(kind(e), ErrorKind::InvalidArgument);
 }
+
+#[tokio::test]
+async fn devices_are_refused_for_read_and_write() {
+    use nix::sys::stat::{makedev, mknod, Mode, SFlag};
+    use std::os::unix::fs::FileTypeExt;
+    let envd = Envd::start();
+    let c = envd.client().await;
+    let refused = |r: Result<wrenn_envd_client::ByteStream, wrenn_envd_client::EnvdError>| match r {
+        Err(wrenn_envd_client::EnvdError::Guest(b)) => {
+            assert_eq!(b.kind, ErrorKind::InvalidArgument, "{}", b.message);
+            assert!(b.message.contains("device"), "{}", b.message);
+        }
+        Err(other) => panic!("{other:?}"),
+        Ok(_) => panic!("a device was streamed"),
+    };
+    // Endless devices: a read never ended (/dev/zero, /dev/urandom) or blocked.
+    for dev in ["/dev/zero", "/dev/urandom", "/dev/null"] {
+        let r = tokio::time::timeout(WAIT, c.read_file(dev))
+            .await
+            .expect(dev);
+        refused(r);
+    }
+    // Device nodes of our own (needs root): a block device, and a /dev/null whose node a
+    // write would have replaced by a regular file.
+    let dir = envd.dir.path();
+    let null = dir.join("null");
+    let block = dir.join("loop");
+    let made = mknod(
+        &null,
+        SFlag::S_IFCHR,
+        Mode::from_bits_truncate(0o666),
+        makedev(1, 3),
+    )
+    .and_then(|_| {
+        mknod(
+            &block,
+            SFlag::S_IFBLK,
+            Mode::from_bits_truncate(0o600),
+            makedev(7, 0),
+        )
+    });
+    match made {
+        Err(nix::errno::Errno::EPERM) => {
+            eprintln!("not root: device nodes of the test not made, their checks skipped");
+            return;
+        }
+        other => other.unwrap(),
+    }
+    refused(c.read_file(block.to_str().unwrap()).await);
+    let body = futures::stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(b"x"))]).boxed();
+    match c
+        .write_file(null.to_str().unwrap(), WriteOptions::default(), body)
+        .await
+        .unwrap_err()
+    {
+        wrenn_envd_client::EnvdError::Guest(b) => {
+            assert_eq!(b.kind, ErrorKind::InvalidArgument, "{}", b.message)
+        }
+        other => panic!("{other:?}"),
+    }
+    let ft = std::fs::symlink_metadata(&null).unwrap().file_type();
+    assert!(ft.is_char_device(), "the device node was replaced: {ft:?}");
+    // No temp file left behind.
+    let names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("wrenn-"))
+        .collect();
+    assert!(names.is_empty(), "{names:?}");
+}
+
+/// Unmounts (lazily) on drop, so a failed test leaves no mount behind.
+struct Mounted(std::path::PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+#[tokio::test]
+async fn remove_refuses_mount_points_before_deleting_anything() {
+    let envd = Envd::start();
+    let c = envd.client().await;
+    let tree = envd.dir.path().join("tree");
+    let mnt = tree.join("sub/mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    std::fs::write(tree.join("sub/outside"), b"x").unwrap();
+    let flags = nix::mount::MsFlags::empty();
+    match nix::mount::mount(Some("tmpfs"), &mnt, Some("tmpfs"), flags, Some("size=1m")) {
+        Err(nix::errno::Errno::EPERM) => {
+            eprintln!("not root: no tmpfs mounted, the test skipped");
+            return;
+        }
+        other => other.unwrap(),
+    }
+    let _guard = Mounted(mnt.clone());
+    let inside = mnt.join("kept");
+    std::fs::write(&inside, b"y").unwrap();
+    // The mount point itself (/dev answered 502 after its device nodes were gone) and a tree
+    // holding it, spelled through `..` and a symlinked parent.
+    std::os::unix::fs::symlink(tree.join("sub"), envd.dir.path().join("link")).unwrap();
+    for p in [
+        mnt.clone(),
+        tree.clone(),
+        tree.join("sub/x/.."),
+        envd.dir.path().join("link/mnt"),
+    ] {
+        let e = c.remove(p.to_str().unwrap()).await.unwrap_err();
+        match e {
+            wrenn_envd_client::EnvdError::Guest(b) => {
+                assert_eq!(b.kind, ErrorKind::InvalidArgument, "{p:?}: {}", b.message);
+                assert!(b.message.contains("mount"), "{p:?}: {}", b.message);
+            }
+            other => panic!("{p:?}: {other:?}"),
+        }
+    }
+    assert!(inside.is_file(), "the mounted file system was emptied");
+    assert!(
+        tree.join("sub/outside").is_file(),
+        "part of the tree was removed"
+    );
+    // The symlink itself is not a mount point: removing it removes only the link.
+    c.remove(envd.dir.path().join("link").to_str().unwrap())
+        .await
+        .unwrap();
+    assert!(inside.is_file());
+}
