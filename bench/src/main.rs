@@ -5,10 +5,13 @@
 //!   and the host memory an idle 512 MiB capsule costs.
 //! - `channel`: raw echo over the virtio-serial port vs an envd request, exec round trip, file
 //!   throughput over the channel vs a plain `cat` pipe on the host.
+//! - `clones`: N creates from one template on XFS with reflink (extents shared) beside the
+//!   data dir's file system (a sparse copy each): latency and the disk the clones take.
 //! - `network`: TCP throughput guest → test host vs host → test host; create and resume with
 //!   networking on vs off.
 
 mod channel;
+mod clones;
 mod common;
 mod lifecycle;
 mod network;
@@ -48,6 +51,15 @@ enum What {
         #[arg(long, default_value_t = 64)]
         file_mib: usize,
     },
+    /// Creates from one template: clones sharing extents (XFS reflink) vs sparse copies.
+    Clones {
+        /// Memory of the template, MiB.
+        #[arg(long, default_value_t = 1024)]
+        memory_mb: u32,
+        /// Clones per file system.
+        #[arg(long, default_value_t = 10)]
+        count: usize,
+    },
     /// Capsule networking: throughput to a test host, and what it adds to create and resume.
     Network {
         /// MiB sent over TCP.
@@ -76,6 +88,9 @@ async fn main() -> anyhow::Result<()> {
             lifecycle::run(&mgr, &args.data_dir, &envd, &sizes, reps).await
         }
         What::Channel { rounds, file_mib } => channel::run(&mgr, rounds, file_mib).await,
+        What::Clones { memory_mb, count } => {
+            clones::run(&mgr, &args.data_dir, &envd, memory_mb, count).await
+        }
         What::Network { mib, reps } => network::run(&mgr, &args.data_dir, &envd, mib, reps).await,
     }
 }

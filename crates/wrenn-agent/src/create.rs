@@ -102,9 +102,9 @@ impl Inner {
         let (src_mem, src_disk, d) = (snap.memory(), snap.disk(), dir.clone());
         let disk_name = self.vmm.disk_name();
         tokio::task::spawn_blocking(move || -> Result<()> {
-            wrenn_durable::copy_sparse(&src_mem, &d.join(files::MEMORY))
+            crate::fsutil::copy_template_file(&src_mem, &d.join(files::MEMORY))
                 .map_err(AgentError::io("copying", &src_mem))?;
-            wrenn_durable::copy_sparse(&src_disk, &d.join(disk_name))
+            crate::fsutil::copy_template_file(&src_disk, &d.join(disk_name))
                 .map_err(AgentError::io("copying", &src_disk))?;
             Ok(())
         })

@@ -40,6 +40,24 @@ pub fn dir_allocated_bytes(dir: &Path) -> u64 {
         .sum()
 }
 
+/// Copies a template's file into a capsule's or a template's directory: its extents are
+/// shared where the data dir's file system can (XFS with reflink, btrfs), which makes a create
+/// O(1) in the template's size; elsewhere a sparse copy, said once per process.
+pub fn copy_template_file(src: &Path, dst: &Path) -> io::Result<()> {
+    static SAID: std::sync::Once = std::sync::Once::new();
+    if let wrenn_durable::CopyHow::Sparse(bytes) = wrenn_durable::clone_or_copy(src, dst)? {
+        SAID.call_once(|| {
+            tracing::info!(
+                file = %src.display(),
+                bytes,
+                "the data dir's file system cannot share extents: creates copy the template's \
+                 memory and disk (XFS with reflink or btrfs makes them O(1); docs/operating.md)"
+            );
+        });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -292,7 +292,8 @@ impl Templates {
                 (capsule_dir.join(files::MEMORY), build.join(files::MEMORY)),
                 (capsule_dir.join(disk), build.join(disk)),
             ] {
-                wrenn_durable::copy_sparse(&from, &to).map_err(AgentError::io("copying", &from))?;
+                crate::fsutil::copy_template_file(&from, &to)
+                    .map_err(AgentError::io("copying", &from))?;
             }
             wrenn_durable::sync_dir(&build).map_err(AgentError::io("syncing", &build))?;
             let _ = self.verified(&build)?;

@@ -1,0 +1,192 @@
+//! Clones of one template: create latency and the disk they use, on a file system that shares
+//! extents (XFS with reflink, on a loop device this benchmark makes) beside the data dir's own
+//! (a sparse copy per create), in the same run.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use wrenn_agent::CapsuleManager;
+use wrenn_host::HostApi;
+
+use crate::common::{create, mib, ms, open};
+
+/// One file system's figures.
+struct Figures {
+    label: String,
+    p50: Duration,
+    p99: Duration,
+    /// Bytes the file system lost to the clones (free space before minus after).
+    disk: u64,
+    /// Bytes of the template snapshot's memory and disk in use.
+    template: u64,
+}
+
+/// An XFS file system with reflink on a loop device; unmounted on drop.
+struct Xfs {
+    mnt: PathBuf,
+    image: PathBuf,
+}
+
+impl Xfs {
+    fn make(beside: &Path, size_gib: u64) -> anyhow::Result<Xfs> {
+        let image = beside.with_extension("xfs.img");
+        let mnt = beside.with_extension("xfs");
+        let _ = Command::new("umount").arg(&mnt).status();
+        let f = std::fs::File::create(&image)?;
+        f.set_len(size_gib << 30)?;
+        drop(f);
+        sh_run(
+            "mkfs.xfs",
+            &["-q", "-f", "-m", "reflink=1", &image.to_string_lossy()],
+        )?;
+        std::fs::create_dir_all(&mnt)?;
+        sh_run(
+            "mount",
+            &[
+                "-o",
+                "loop",
+                &image.to_string_lossy(),
+                &mnt.to_string_lossy(),
+            ],
+        )?;
+        Ok(Xfs { mnt, image })
+    }
+}
+
+impl Drop for Xfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.mnt).status();
+        let _ = std::fs::remove_file(&self.image);
+        let _ = std::fs::remove_dir(&self.mnt);
+    }
+}
+
+fn sh_run(cmd: &str, args: &[&str]) -> anyhow::Result<()> {
+    let st = Command::new(cmd)
+        .args(args)
+        .status()
+        .with_context(|| format!("running {cmd}"))?;
+    if !st.success() {
+        bail!("{cmd} {args:?} failed");
+    }
+    Ok(())
+}
+
+/// Free bytes of the file system holding `dir`.
+fn free_bytes(dir: &Path) -> anyhow::Result<u64> {
+    let out = Command::new("stat")
+        .args(["-f", "-c", "%a %S"])
+        .arg(dir)
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: Vec<u64> = text
+        .split_whitespace()
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    match v.as_slice() {
+        [blocks, size] => Ok(blocks * size),
+        _ => bail!("stat -f of {}: {text}", dir.display()),
+    }
+}
+
+fn allocated(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path)
+        .map(|m| m.blocks() * 512)
+        .unwrap_or(0)
+}
+
+fn percentile(v: &[Duration], p: f64) -> Duration {
+    let mut v = v.to_vec();
+    v.sort();
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v.get(i).copied().unwrap_or_default()
+}
+
+/// Creates `n` clones of a `memory_mb` template on `mgr`, each with a small write of its own,
+/// and measures.
+async fn measure(
+    label: &str,
+    mgr: &CapsuleManager,
+    data_dir: &Path,
+    memory_mb: u32,
+    n: usize,
+) -> anyhow::Result<Figures> {
+    mgr.prepare("minimal", 1, memory_mb).await?;
+    let template = std::fs::read_dir(data_dir.join("templates/.base"))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().contains(&format!("-{memory_mb}")))
+        })
+        .map(|p| allocated(&p.join("memory")) + allocated(&p.join(mgr.vmm().disk_name())))
+        .max()
+        .unwrap_or(0);
+    let before = free_bytes(data_dir)?;
+    let (mut ids, mut times) = (Vec::new(), Vec::new());
+    for _ in 0..n {
+        let (id, t) = create(mgr, memory_mb).await?;
+        times.push(t);
+        ids.push(id);
+    }
+    let disk = before.saturating_sub(free_bytes(data_dir)?);
+    for id in ids {
+        mgr.destroy(&id).await?;
+    }
+    Ok(Figures {
+        label: label.to_owned(),
+        p50: percentile(&times, 0.5),
+        p99: percentile(&times, 0.99),
+        disk,
+        template,
+    })
+}
+
+/// Runs the clones benchmark and prints its table.
+pub async fn run(
+    mgr: &CapsuleManager,
+    data_dir: &Path,
+    envd: &Path,
+    memory_mb: u32,
+    n: usize,
+) -> anyhow::Result<()> {
+    println!("accelerator: {}", mgr.vmm().identity().accel);
+    eprintln!("== {n} clones on the data dir's file system");
+    let copied = measure("data dir (sparse copy)", mgr, data_dir, memory_mb, n).await?;
+    eprintln!("== {n} clones on XFS with reflink");
+    let xfs = Xfs::make(data_dir, 16)?;
+    let xdir = xfs.mnt.join("data");
+    std::fs::create_dir_all(&xdir)?;
+    // The base images are only read (the overlays' backing files): share them.
+    std::os::unix::fs::symlink(data_dir.join("images"), xdir.join("images"))?;
+    let figures = {
+        let xmgr = open(&xdir, envd).await?;
+        measure("XFS reflink (clone)", &xmgr, &xdir, memory_mb, n).await?
+    };
+    println!();
+    println!("{n} creates from one {memory_mb} MiB template, one after another:");
+    println!(
+        "{:<24} {:>10} {:>10} {:>14} {:>16} {:>8}",
+        "file system", "p50", "p99", "disk, N clones", "template in use", "ratio"
+    );
+    for f in [&copied, &figures] {
+        println!(
+            "{:<24} {:>10} {:>10} {:>14} {:>16} {:>8.2}",
+            f.label,
+            ms(f.p50),
+            ms(f.p99),
+            mib(f.disk),
+            mib(f.template),
+            f.disk as f64 / f.template.max(1) as f64
+        );
+    }
+    println!(
+        "(ratio: disk the {n} clones took over one template's memory and disk in use; \
+         clone create p50 / copy create p50 = {:.2})",
+        figures.p50.as_secs_f64() / copied.p50.as_secs_f64().max(1e-9)
+    );
+    Ok(())
+}
