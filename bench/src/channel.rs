@@ -1,5 +1,8 @@
 //! `channel`: the host↔guest channel. A raw echo frame over the same virtio-serial port is the
-//! baseline for an envd request; a `cat` pipe on the host is the baseline for file throughput.
+//! baseline for an envd request; the time the guest itself takes to spawn and reap
+//! `/bin/true` (measured inside the guest) plus three echoes is the floor of an exec; echoes
+//! of full 128 KiB link frames (no HTTP/2, nothing in the guest but envd's link loop) are the
+//! floor of file throughput over this port, and a `cat` pipe on the host is shown beside it.
 
 use std::time::{Duration, Instant};
 
@@ -50,6 +53,8 @@ pub async fn run(mgr: &CapsuleManager, rounds: usize, file_mib: usize) -> anyhow
     let read = t.elapsed();
     anyhow::ensure!(got == size, "read {got} of {size} bytes");
     let cat = cat_pipe(size).await?;
+    let spawn = guest_spawn_time(&envd).await?;
+    let link = link_bulk_rate(&envd, size).await?;
     mgr.destroy(&id).await?;
 
     let rate = |d: Duration| size as f64 / (1 << 20) as f64 / d.as_secs_f64();
@@ -79,6 +84,21 @@ pub async fn run(mgr: &CapsuleManager, rounds: usize, file_mib: usize) -> anyhow
         ms(e),
         x.as_secs_f64() / e.as_secs_f64()
     );
+    let floor = spawn + 3 * e;
+    println!(
+        "{:<40} {:>14} {:>14} {:>8.2}",
+        "exec vs guest spawn + 3 echoes",
+        ms(x),
+        ms(floor),
+        x.as_secs_f64() / floor.as_secs_f64()
+    );
+    println!(
+        "{:<40} {:>14} {:>14} {:>8}",
+        "  guest spawn+reap /bin/true (in guest)",
+        ms(spawn),
+        "-",
+        "-"
+    );
     println!(
         "{:<40} {:>10.1} MiB/s {:>8.1} MiB/s {:>8.3}",
         format!("file write {file_mib} MiB"),
@@ -93,7 +113,49 @@ pub async fn run(mgr: &CapsuleManager, rounds: usize, file_mib: usize) -> anyhow
         rate(cat),
         rate(read) / rate(cat)
     );
+    println!(
+        "{:<40} {:>10.1} MiB/s {:>8.1} MiB/s {:>8.3}",
+        "file write vs link frames",
+        rate(write),
+        link,
+        rate(write) / link
+    );
+    println!(
+        "{:<40} {:>10.1} MiB/s {:>8.1} MiB/s {:>8.3}",
+        "file read vs link frames",
+        rate(read),
+        link,
+        rate(read) / link
+    );
     Ok(())
+}
+
+/// How long the guest itself takes to spawn and reap `/bin/true`, timed inside the guest
+/// over 200 runs (a shell loop: a fork and exec each, as envd does).
+async fn guest_spawn_time(envd: &wrenn_envd_client::EnvdClient) -> anyhow::Result<Duration> {
+    let script = "a=$(date +%s%N); i=0; while [ $i -lt 200 ]; do /bin/true; i=$((i+1)); done; \
+                  b=$(date +%s%N); echo $(( (b - a) / 200 ))";
+    let out = crate::common::sh(envd, script).await?;
+    let ns: u64 = out
+        .trim()
+        .parse()
+        .map_err(|e| anyhow::anyhow!("guest timing {out:?}: {e}"))?;
+    Ok(Duration::from_nanos(ns))
+}
+
+/// MiB/s the port carries in link frames alone: full 128 KiB echo frames, one at a time, each
+/// to the guest and back (both directions counted: under emulation the cost is per byte
+/// moved, whichever way). What a file read or write could reach over this port without
+/// HTTP/2 on top.
+async fn link_bulk_rate(envd: &wrenn_envd_client::EnvdClient, size: usize) -> anyhow::Result<f64> {
+    let frame = Bytes::from(vec![0xa5u8; wrenn_protocol::link::frame::MAX_PAYLOAD]);
+    let n = (size / frame.len()).max(1);
+    let t = Instant::now();
+    for _ in 0..n {
+        envd.echo(frame.clone()).await?;
+    }
+    let secs = t.elapsed().as_secs_f64();
+    Ok(2.0 * (n * frame.len()) as f64 / (1 << 20) as f64 / secs)
 }
 
 /// Time to push `size` bytes through `cat` on the host.
