@@ -37,6 +37,8 @@ pub struct ControlConfig {
     pub create_wait: Duration,
     /// How often a PTY WebSocket is sent `{"type":"ping"}`; default 20 s.
     pub pty_ping_interval: Duration,
+    /// How often the event stream sends a keep-alive comment when nothing happens.
+    pub sse_keepalive: Duration,
     /// How long a client may take to send a request's headers (for a kept-alive connection:
     /// how long it may wait before the next request) before it is disconnected; default 30 s.
     pub header_read_timeout: Duration,
@@ -78,6 +80,7 @@ impl ControlConfig {
             host_op_timeout: Duration::from_secs(180),
             create_wait: Duration::from_secs(25),
             pty_ping_interval: Duration::from_secs(20),
+            sse_keepalive: Duration::from_secs(15),
             header_read_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(120),
             max_connections: 1024,

@@ -1,7 +1,6 @@
 //! `GET /v1/events/stream`: Server-Sent Events of the caller's team.
 
 use std::convert::Infallible;
-use std::time::Duration;
 
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -40,7 +39,7 @@ pub async fn stream(
     let stream = first.chain(rest).take_until(Box::pin(state.stopped()));
     Sse::new(stream).keep_alive(
         KeepAlive::new()
-            .interval(Duration::from_secs(15))
+            .interval(state.config.sse_keepalive)
             .text("keepalive"),
     )
 }
