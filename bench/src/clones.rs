@@ -127,15 +127,25 @@ async fn measure(
         .unwrap_or(0);
     let before = free_bytes(data_dir)?;
     let (mut ids, mut times) = (Vec::new(), Vec::new());
+    let mut made = Ok(());
     for _ in 0..n {
-        let (id, t) = create(mgr, memory_mb).await?;
-        times.push(t);
-        ids.push(id);
+        match create(mgr, memory_mb).await {
+            Ok((id, t)) => {
+                times.push(t);
+                ids.push(id);
+            }
+            Err(e) => {
+                made = Err(e);
+                break;
+            }
+        }
     }
     let disk = before.saturating_sub(free_bytes(data_dir)?);
+    // Whatever happened, the clones go.
     for id in ids {
         mgr.destroy(&id).await?;
     }
+    made?;
     Ok(Figures {
         label: label.to_owned(),
         p50: percentile(&times, 0.5),
@@ -150,6 +160,7 @@ pub async fn run(
     mgr: &CapsuleManager,
     data_dir: &Path,
     envd: &Path,
+    vcpus_total: Option<u32>,
     memory_mb: u32,
     n: usize,
 ) -> anyhow::Result<()> {
@@ -163,7 +174,7 @@ pub async fn run(
     // The base images are only read (the overlays' backing files): share them.
     std::os::unix::fs::symlink(data_dir.join("images"), xdir.join("images"))?;
     let figures = {
-        let xmgr = open(&xdir, envd).await?;
+        let xmgr = open(&xdir, envd, vcpus_total).await?;
         measure("XFS reflink (clone)", &xmgr, &xdir, memory_mb, n).await?
     };
     println!();

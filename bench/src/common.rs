@@ -21,10 +21,19 @@ pub fn envd_binary(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     Ok(p)
 }
 
-/// Opens a capsule manager on the benchmark's data dir.
-pub async fn open(dir: &Path, envd: &Path) -> anyhow::Result<CapsuleManager> {
+/// Opens a capsule manager on the benchmark's data dir (handing out `vcpus_total` vCPUs when
+/// given).
+pub async fn open(
+    dir: &Path,
+    envd: &Path,
+    vcpus_total: Option<u32>,
+) -> anyhow::Result<CapsuleManager> {
     std::fs::create_dir_all(dir)?;
-    CapsuleManager::open(AgentConfig::new(dir, envd))
+    let mut cfg = AgentConfig::new(dir, envd);
+    if let Some(v) = vcpus_total {
+        cfg.vcpus_total = v;
+    }
+    CapsuleManager::open(cfg)
         .await
         .context("opening the host agent")
 }

@@ -27,6 +27,10 @@ struct Args {
     /// Static envd binary (default: target/x86_64-unknown-linux-gnu/release/envd).
     #[arg(long, env = "WRENN_ENVD")]
     envd: Option<std::path::PathBuf>,
+    /// vCPUs the benchmark's host hands out (default: 4 per core; raise it to hold many idle
+    /// capsules at once, as `clones` does).
+    #[arg(long, env = "WRENN_VCPUS_TOTAL")]
+    vcpus_total: Option<u32>,
     #[command(subcommand)]
     what: What,
 }
@@ -82,14 +86,22 @@ async fn main() -> anyhow::Result<()> {
         .try_init();
     let args = Args::parse();
     let envd = common::envd_binary(args.envd)?;
-    let mgr = common::open(&args.data_dir, &envd).await?;
+    let mgr = common::open(&args.data_dir, &envd, args.vcpus_total).await?;
     match args.what {
         What::Lifecycle { sizes, reps } => {
             lifecycle::run(&mgr, &args.data_dir, &envd, &sizes, reps).await
         }
         What::Channel { rounds, file_mib } => channel::run(&mgr, rounds, file_mib).await,
         What::Clones { memory_mb, count } => {
-            clones::run(&mgr, &args.data_dir, &envd, memory_mb, count).await
+            clones::run(
+                &mgr,
+                &args.data_dir,
+                &envd,
+                args.vcpus_total,
+                memory_mb,
+                count,
+            )
+            .await
         }
         What::Network { mib, reps } => network::run(&mgr, &args.data_dir, &envd, mib, reps).await,
     }
