@@ -7,6 +7,7 @@ mod server;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use wrenn_client::table::{render, short_time};
 
 /// Wrenn: microVM capsules you can pause and resume.
 #[derive(Parser)]
@@ -64,6 +65,11 @@ enum Command {
         #[command(subcommand)]
         command: wrenn_client::SnapshotCommand,
     },
+    /// Prints the team's events as they happen (creates, pauses, …) until Ctrl-C.
+    Events {
+        #[command(flatten)]
+        opts: wrenn_client::ClientOpts,
+    },
 }
 
 #[derive(Subcommand)]
@@ -98,12 +104,14 @@ enum KeyCommand {
         team: Option<String>,
     },
     /// Lists keys (prefixes only).
+    #[command(visible_alias = "ls")]
     List {
         /// Only the keys of this team.
         #[arg(long)]
         team: Option<String>,
     },
     /// Removes a key by id.
+    #[command(visible_alias = "delete")]
     Rm {
         /// Key id (`key-…`).
         id: String,
@@ -118,8 +126,10 @@ enum TeamCommand {
         name: String,
     },
     /// Lists teams.
+    #[command(visible_alias = "ls")]
     List,
     /// Removes a team and its keys; refused while it has capsules or snapshots.
+    #[command(visible_alias = "delete")]
     Rm {
         /// Team name.
         name: String,
@@ -134,6 +144,18 @@ fn key_error(e: wrenn_control::KeyError) -> anyhow::Result<i32> {
     }
     eprintln!("error: {api}");
     Ok(1)
+}
+
+/// Opens the store of an existing data dir for `wrenn key` / `wrenn team`; prints why not
+/// and exits 1 when there is none.
+async fn existing_store(data: &DataOpts) -> wrenn_control::Store {
+    match server::open_store(data, false).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            exit(1)
+        }
+    }
 }
 
 fn init_logs() {
@@ -191,7 +213,7 @@ async fn main() -> anyhow::Result<()> {
             0
         }
         Command::Key { data, command } => {
-            let store = server::open_store(&data).await?;
+            let store = existing_store(&data).await;
             match command {
                 KeyCommand::Create { name, team } => {
                     let made = match &team {
@@ -216,13 +238,11 @@ async fn main() -> anyhow::Result<()> {
                         Ok(k) => k,
                         Err(e) => exit(key_error(e)?),
                     };
-                    println!("{:<32} {:<12} {:<20} CREATED", "ID", "PREFIX", "NAME");
-                    for k in keys {
-                        println!(
-                            "{:<32} {:<12} {:<20} {}",
-                            k.id, k.prefix, k.name, k.created_at
-                        );
-                    }
+                    let rows: Vec<Vec<String>> = keys
+                        .into_iter()
+                        .map(|k| vec![k.id, k.prefix, k.name, short_time(&k.created_at)])
+                        .collect();
+                    print!("{}", render(&["ID", "PREFIX", "NAME", "CREATED"], &rows));
                     0
                 }
                 KeyCommand::Rm { id } => {
@@ -237,7 +257,7 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Command::Team { data, command } => {
-            let store = server::open_store(&data).await?;
+            let store = existing_store(&data).await;
             match command {
                 TeamCommand::Create { name } => {
                     match wrenn_control::create_team(&store, &name).await {
@@ -256,15 +276,14 @@ async fn main() -> anyhow::Result<()> {
                         Ok(t) => t,
                         Err(e) => exit(key_error(e)?),
                     };
-                    println!("{:<32} {:<24} CREATED", "ID", "NAME");
-                    for t in teams {
-                        println!(
-                            "{:<32} {:<24} {}",
-                            t.id,
-                            t.name,
-                            wrenn_control::api::views::rfc3339(t.created_at)
-                        );
-                    }
+                    let rows: Vec<Vec<String>> = teams
+                        .into_iter()
+                        .map(|t| {
+                            let at = wrenn_control::api::views::rfc3339(t.created_at);
+                            vec![t.id, t.name, short_time(&at)]
+                        })
+                        .collect();
+                    print!("{}", render(&["ID", "NAME", "CREATED"], &rows));
                     0
                 }
                 TeamCommand::Rm { name } => match wrenn_control::remove_team(&store, &name).await {
@@ -278,6 +297,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Capsule { opts, command } => wrenn_client::run_capsule(&opts, command).await?,
         Command::Snapshot { opts, command } => wrenn_client::run_snapshot(&opts, command).await?,
+        Command::Events { opts } => wrenn_client::run_events(&opts).await?,
     };
     exit(code)
 }

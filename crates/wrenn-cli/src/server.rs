@@ -101,14 +101,33 @@ impl NetOpts {
 }
 
 /// Opens the store named by the options: PostgreSQL when a URL is given, else SQLite in the
-/// data dir.
-pub async fn open_store(data: &DataOpts) -> anyhow::Result<wrenn_control::Store> {
-    std::fs::create_dir_all(&data.data_dir)
-        .with_context(|| format!("creating data dir {}", data.data_dir.display()))?;
+/// data dir. `create` (the server's first start) makes the data dir and the SQLite file
+/// when missing; the local tools (`wrenn key`, `wrenn team`) only open an existing store, so
+/// a mistyped `--data-dir` is an error, not a new empty store.
+pub async fn open_store(data: &DataOpts, create: bool) -> anyhow::Result<wrenn_control::Store> {
     let sqlite = data.data_dir.join("wrenn.db");
+    if create {
+        std::fs::create_dir_all(&data.data_dir)
+            .with_context(|| format!("creating data dir {}", data.data_dir.display()))?;
+    } else if data.database_url.is_none() {
+        let dir = data.data_dir.display();
+        if !data.data_dir.is_dir() {
+            anyhow::bail!(
+                "not_found: data dir {dir} does not exist (check --data-dir or WRENN_DIR; \
+                 `wrenn server --data-dir {dir}` creates it at its first start)"
+            );
+        }
+        if !sqlite.is_file() {
+            anyhow::bail!(
+                "not_found: no Wrenn store in {dir} (no wrenn.db; check --data-dir or \
+                 WRENN_DIR, or start `wrenn server --data-dir {dir}` once first)"
+            );
+        }
+    }
+    let mode = if create { "rwc" } else { "rw" };
     let url = match &data.database_url {
         Some(u) => u.clone(),
-        None => format!("sqlite://{}?mode=rwc", sqlite.display()),
+        None => format!("sqlite://{}?mode={mode}", sqlite.display()),
     };
     let store = wrenn_control::Store::open(&url)
         .await
@@ -156,7 +175,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .prepare("minimal", 1, 512)
         .await
         .context("preparing the minimal template")?;
-    let store = open_store(&args.data).await?;
+    let store = open_store(&args.data, true).await?;
     wrenn_control::bootstrap_admin(&store, &data_dir)
         .await
         .context("creating the admin key")?;

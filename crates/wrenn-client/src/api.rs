@@ -1,5 +1,7 @@
 //! `ApiClient`: typed calls of the public REST API.
 
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::{Method, RequestBuilder};
@@ -8,7 +10,10 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::{ApiError, Result};
-use crate::types::{Capsule, CreateCapsule, CreateSnapshot, ExecRequest, ExecResult, Template};
+use crate::types::{
+    BackgroundExec, Capsule, CreateCapsule, CreateSnapshot, ExecRequest, ExecResult, FileEntry,
+    Metrics, Process, Template,
+};
 use crate::urls::{segment, BaseUrl};
 
 /// Header carrying the API key.
@@ -20,6 +25,7 @@ pub struct ApiClient {
     http: reqwest::Client,
     base: BaseUrl,
     key: String,
+    ws_tls: Arc<rustls::ClientConfig>,
 }
 
 /// Turns an error answer into [`ApiError::Api`]; a non-JSON body becomes `internal_error`.
@@ -58,19 +64,42 @@ pub fn error_from_body(status: u16, body: &[u8]) -> ApiError {
 impl ApiClient {
     /// A client of the server at `base_url` (with or without `/api`) using `api_key`.
     pub fn new(base_url: &str, api_key: Option<&str>) -> Result<Self> {
+        Self::with_ca_cert(base_url, api_key, None)
+    }
+
+    /// Like [`ApiClient::new`], trusting the PEM certificates in `ca_cert` besides the
+    /// webpki roots for `https://` and `wss://`.
+    pub fn with_ca_cert(
+        base_url: &str,
+        api_key: Option<&str>,
+        ca_cert: Option<&Path>,
+    ) -> Result<Self> {
         let base = BaseUrl::parse(base_url)?;
         let key = match api_key.map(str::trim) {
             Some(k) if !k.is_empty() => k.to_string(),
             _ => return Err(ApiError::NoApiKey),
         };
+        let rest_tls = crate::tls::client_config(ca_cert, &[b"http/1.1"])?;
+        let ws_tls = crate::tls::client_config(ca_cert, &[])?;
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(30))
+            .use_preconfigured_tls((*rest_tls).clone())
             .build()
             .map_err(|source| ApiError::Transport {
                 url: base.as_str().to_string(),
                 source,
             })?;
-        Ok(Self { http, base, key })
+        Ok(Self {
+            http,
+            base,
+            key,
+            ws_tls,
+        })
+    }
+
+    /// The TLS configuration of `wss://` connections.
+    pub fn ws_tls(&self) -> Arc<rustls::ClientConfig> {
+        self.ws_tls.clone()
     }
 
     /// The normalised base URL.
@@ -92,20 +121,31 @@ impl ApiClient {
         (url, rb)
     }
 
-    async fn send(url: &str, rb: RequestBuilder) -> Result<Vec<u8>> {
+    /// Sends the request; an error answer becomes [`ApiError::Api`], a success is returned
+    /// unread (for streaming bodies).
+    async fn send_streaming(url: &str, rb: RequestBuilder) -> Result<reqwest::Response> {
         let resp = rb.send().await.map_err(|e| ApiError::Transport {
             url: url.to_string(),
             source: e.without_url(),
         })?;
         let status = resp.status();
+        if status.as_u16() >= 400 {
+            let body = resp.bytes().await.map_err(|e| ApiError::Transport {
+                url: url.to_string(),
+                source: e.without_url(),
+            })?;
+            return Err(error_from_body(status.as_u16(), &body));
+        }
+        tracing::debug!(%url, status = status.as_u16(), "API answered");
+        Ok(resp)
+    }
+
+    async fn send(url: &str, rb: RequestBuilder) -> Result<Vec<u8>> {
+        let resp = Self::send_streaming(url, rb).await?;
         let body = resp.bytes().await.map_err(|e| ApiError::Transport {
             url: url.to_string(),
             source: e.without_url(),
         })?;
-        if status.as_u16() >= 400 {
-            return Err(error_from_body(status.as_u16(), &body));
-        }
-        tracing::debug!(%url, status = status.as_u16(), "API answered");
         Ok(body.to_vec())
     }
 
@@ -188,6 +228,125 @@ impl ApiClient {
             Some(req),
         )
         .await
+    }
+
+    /// `POST /v1/capsules/{id}/exec` with `background: true`.
+    pub async fn exec_background(&self, id: &str, req: &ExecRequest) -> Result<BackgroundExec> {
+        let mut body = serde_json::to_value(req).map_err(|source| ApiError::Decode {
+            url: self.base.api("/capsules"),
+            source,
+        })?;
+        body["background"] = Value::Bool(true);
+        self.json(
+            Method::POST,
+            &format!("/capsules/{}/exec", segment(id)),
+            Some(&body),
+        )
+        .await
+    }
+
+    /// `GET /v1/capsules/{id}/processes`.
+    pub async fn list_processes(&self, id: &str) -> Result<Vec<Process>> {
+        #[derive(serde::Deserialize)]
+        struct List {
+            processes: Vec<Process>,
+        }
+        let list: List = self
+            .json(
+                Method::GET,
+                &format!("/capsules/{}/processes", segment(id)),
+                None::<&()>,
+            )
+            .await?;
+        Ok(list.processes)
+    }
+
+    /// `DELETE /v1/capsules/{id}/processes/{pid or tag}[?signal=]`.
+    pub async fn kill_process(&self, id: &str, selector: &str, signal: Option<&str>) -> Result<()> {
+        let mut path = format!("/capsules/{}/processes/{}", segment(id), segment(selector));
+        if let Some(sig) = signal {
+            path.push_str(&format!("?signal={}", segment(sig)));
+        }
+        self.no_content(Method::DELETE, &path).await
+    }
+
+    /// `GET /v1/capsules/{id}/metrics?range=`.
+    pub async fn metrics(&self, id: &str, range: &str) -> Result<Metrics> {
+        self.json(
+            Method::GET,
+            &format!("/capsules/{}/metrics?range={}", segment(id), segment(range)),
+            None::<&()>,
+        )
+        .await
+    }
+
+    /// `POST /v1/capsules/{id}/files/list` down to `depth` levels (1..=32).
+    pub async fn list_files(&self, id: &str, path: &str, depth: u32) -> Result<Vec<FileEntry>> {
+        #[derive(serde::Deserialize)]
+        struct List {
+            entries: Vec<FileEntry>,
+        }
+        let list: List = self
+            .json(
+                Method::POST,
+                &format!("/capsules/{}/files/list", segment(id)),
+                Some(&serde_json::json!({"path": path, "depth": depth})),
+            )
+            .await?;
+        Ok(list.entries)
+    }
+
+    /// `POST /v1/capsules/{id}/files/mkdir` (parents too); an existing directory is `conflict`.
+    pub async fn mkdir(&self, id: &str, path: &str) -> Result<()> {
+        let (url, rb) = self.request(
+            Method::POST,
+            &format!("/capsules/{}/files/mkdir", segment(id)),
+        );
+        Self::send(&url, rb.json(&serde_json::json!({ "path": path })))
+            .await
+            .map(|_| ())
+    }
+
+    /// `POST /v1/capsules/{id}/files/stream/write`: streams `body` (`len` bytes) to `path`.
+    pub async fn write_file_stream(
+        &self,
+        id: &str,
+        path: &str,
+        body: reqwest::Body,
+        len: u64,
+    ) -> Result<()> {
+        let form = reqwest::multipart::Form::new()
+            .text("path", path.to_string())
+            .part(
+                "file",
+                reqwest::multipart::Part::stream_with_length(body, len)
+                    .file_name("file")
+                    .mime_str("application/octet-stream")
+                    .map_err(|source| ApiError::Transport {
+                        url: self.base.api("/files/stream/write"),
+                        source,
+                    })?,
+            );
+        let (url, rb) = self.request(
+            Method::POST,
+            &format!("/capsules/{}/files/stream/write", segment(id)),
+        );
+        Self::send(&url, rb.multipart(form)).await.map(|_| ())
+    }
+
+    /// `POST /v1/capsules/{id}/files/stream/read`: the answer, its body not yet read.
+    pub async fn read_file_stream(&self, id: &str, path: &str) -> Result<reqwest::Response> {
+        let (url, rb) = self.request(
+            Method::POST,
+            &format!("/capsules/{}/files/stream/read", segment(id)),
+        );
+        Self::send_streaming(&url, rb.json(&serde_json::json!({ "path": path }))).await
+    }
+
+    /// `GET /v1/events/stream`: the Server-Sent Events answer, its body not yet read.
+    pub async fn events_stream(&self) -> Result<reqwest::Response> {
+        let (url, rb) = self.request(Method::GET, "/events/stream");
+        Self::send_streaming(&url, rb.header("Accept", "text/event-stream")).await
     }
 
     /// `POST /v1/snapshots[?overwrite=true]`.

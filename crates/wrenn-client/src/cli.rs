@@ -1,6 +1,7 @@
 //! The clap arguments of `wrenn capsule …` and `wrenn snapshot …`.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 /// Where the server is and how to authenticate; shared by the client commands.
 #[derive(clap::Args, Debug, Clone)]
@@ -20,6 +21,10 @@ pub struct ClientOpts {
     /// Print the server's JSON instead of tables (for scripts).
     #[arg(long, global = true)]
     pub json: bool,
+    /// PEM file of CA certificates to trust for an `https://` base URL, besides the
+    /// public roots (a server behind a private CA or a self-signed certificate).
+    #[arg(long, global = true, env = "WRENN_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// `wrenn capsule …`.
@@ -34,14 +39,17 @@ pub enum CapsuleCommand {
         #[arg(long, default_value_t = 1)]
         vcpus: u32,
         /// Memory in MiB.
-        #[arg(long = "memory-mb", alias = "memory", default_value_t = 512)]
+        #[arg(long = "memory-mb", visible_alias = "memory", default_value_t = 512)]
         memory_mb: u64,
         /// Pause the capsule after this many idle seconds (0 = never).
-        #[arg(long = "timeout-sec", alias = "timeout", default_value_t = 0)]
+        #[arg(long = "timeout-sec", visible_alias = "timeout", default_value_t = 0)]
         timeout_sec: u64,
+        /// Print the id at once, also while the capsule is still `starting`.
+        #[arg(long)]
+        no_wait: bool,
     },
     /// Lists capsules.
-    #[command(alias = "ls")]
+    #[command(visible_alias = "ls")]
     List,
     /// Shows one capsule.
     Get {
@@ -51,13 +59,23 @@ pub enum CapsuleCommand {
     /// Runs a command and prints its output; exits with its exit code.
     ///
     /// One argument is run by `/bin/sh -c` as written (pipes work); several are quoted and
-    /// run as one command line.
+    /// run as one command line. A command killed at `--timeout-sec` says so and exits 124.
     Exec {
         /// Capsule id (`cl-…`).
         id: String,
         /// Kill the command after this many seconds.
-        #[arg(long = "timeout-sec", alias = "timeout")]
+        #[arg(
+            long = "timeout-sec",
+            visible_alias = "timeout",
+            conflicts_with = "background"
+        )]
         timeout_sec: Option<u64>,
+        /// Start the command in the background and print its pid and tag (see `ps`, `kill`).
+        #[arg(long, short = 'd')]
+        background: bool,
+        /// Tag of a background command (default: one the server makes).
+        #[arg(long, requires = "background")]
+        tag: Option<String>,
         /// Working directory inside the capsule.
         #[arg(long)]
         cwd: Option<String>,
@@ -89,11 +107,49 @@ pub enum CapsuleCommand {
         id: String,
     },
     /// Destroys capsules.
-    #[command(alias = "destroy", alias = "delete")]
+    #[command(visible_alias = "destroy", visible_alias = "delete")]
     Rm {
         /// Capsule ids (`cl-…`).
         #[arg(required = true)]
         id: Vec<String>,
+    },
+    /// Copies files or directories between this machine and a capsule.
+    ///
+    /// One side is `CAPSULE_ID:/absolute/path`. Like `docker cp`: a directory is copied with
+    /// everything in it; copied into an existing directory it keeps its name there, else it
+    /// takes the destination's name. `-` as the local side is stdout/stdin (one file).
+    Cp {
+        /// Source: a local path or `cl-…:/path`.
+        src: String,
+        /// Destination: a local path or `cl-…:/path`.
+        dst: String,
+    },
+    /// Lists the processes started through the API (pid, tag, command).
+    Ps {
+        /// Capsule id (`cl-…`).
+        id: String,
+    },
+    /// Sends a signal (default SIGKILL) to a process by pid or tag.
+    Kill {
+        /// Capsule id (`cl-…`).
+        id: String,
+        /// Process pid or tag.
+        target: String,
+        /// Signal: `TERM`, `SIGINT`, `HUP`, `KILL`, … or a number.
+        #[arg(long, short)]
+        signal: Option<String>,
+    },
+    /// Shows CPU and memory charts and the latest samples of a capsule.
+    Metrics {
+        /// Capsule id (`cl-…`).
+        id: String,
+        /// How far back.
+        #[arg(long, default_value = "10m",
+              value_parser = ["5m", "10m", "1h", "2h", "6h", "12h", "24h"])]
+        range: String,
+        /// How many of the latest samples the table lists.
+        #[arg(long, short = 'n', default_value_t = 10)]
+        rows: usize,
     },
 }
 
@@ -112,14 +168,14 @@ pub enum SnapshotCommand {
         overwrite: bool,
     },
     /// Lists templates and snapshots.
-    #[command(alias = "ls")]
+    #[command(visible_alias = "ls")]
     List {
         /// Only `base` templates or only `snapshot`s.
         #[arg(long = "type", value_parser = ["base", "snapshot"])]
         kind: Option<String>,
     },
     /// Deletes a snapshot template.
-    #[command(alias = "delete")]
+    #[command(visible_alias = "delete")]
     Rm {
         /// Template name.
         name: String,
@@ -211,7 +267,8 @@ mod tests {
                 template: "minimal".into(),
                 vcpus: 1,
                 memory_mb: 512,
-                timeout_sec: 0
+                timeout_sec: 0,
+                no_wait: false,
             }
         );
         assert_eq!(
@@ -230,7 +287,8 @@ mod tests {
                 template: "python".into(),
                 vcpus: 2,
                 memory_mb: 1024,
-                timeout_sec: 300
+                timeout_sec: 300,
+                no_wait: false,
             }
         );
     }
@@ -245,6 +303,8 @@ mod tests {
             CapsuleCommand::Exec {
                 id: "cl-a".into(),
                 timeout_sec: None,
+                background: false,
+                tag: None,
                 cwd: Some("/tmp".into()),
                 env: vec![("A".into(), "1".into())],
                 command: vec!["ls".into(), "-la".into(), "/".into()],
@@ -274,6 +334,64 @@ mod tests {
             }
         );
         assert_eq!(capsule(&["ls"]), CapsuleCommand::List);
+    }
+
+    #[test]
+    fn aliases_are_listed_in_help() {
+        use clap::CommandFactory;
+        let mut cmd = TestCli::command();
+        let capsule = cmd.find_subcommand_mut("capsule").unwrap();
+        let help = capsule.render_help().to_string();
+        assert!(help.contains("Lists capsules [alias: ls]"), "{help}");
+        assert!(help.contains("[aliases: destroy, delete]"), "{help}");
+    }
+
+    #[test]
+    fn kill_metrics_and_background_exec() {
+        assert_eq!(
+            capsule(&["kill", "cl-a", "job", "-s", "TERM"]),
+            CapsuleCommand::Kill {
+                id: "cl-a".into(),
+                target: "job".into(),
+                signal: Some("TERM".into())
+            }
+        );
+        assert_eq!(
+            capsule(&["metrics", "cl-a"]),
+            CapsuleCommand::Metrics {
+                id: "cl-a".into(),
+                range: "10m".into(),
+                rows: 10
+            }
+        );
+        assert!(
+            TestCli::try_parse_from(["t", "capsule", "metrics", "cl-a", "--range", "3m"]).is_err()
+        );
+        match capsule(&["exec", "-d", "--tag", "job", "cl-a", "sleep", "100"]) {
+            CapsuleCommand::Exec {
+                background, tag, ..
+            } => {
+                assert!(background);
+                assert_eq!(tag.as_deref(), Some("job"));
+            }
+            other => panic!("{other:?}"),
+        }
+        // A tag only means something in the background; a timeout only in the foreground.
+        assert!(
+            TestCli::try_parse_from(["t", "capsule", "exec", "--tag", "x", "cl-a", "true"])
+                .is_err()
+        );
+        assert!(TestCli::try_parse_from([
+            "t",
+            "capsule",
+            "exec",
+            "-d",
+            "--timeout-sec",
+            "1",
+            "cl-a",
+            "true"
+        ])
+        .is_err());
     }
 
     #[test]

@@ -40,6 +40,18 @@ pub enum ApiError {
         #[source]
         source: serde_json::Error,
     },
+    /// TLS for an `https://` base URL could not be set up.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    /// A stream of the answer broke while it was read.
+    #[error("connection: reading the answer of {url} failed")]
+    Stream {
+        /// The URL requested.
+        url: String,
+        /// What went wrong underneath.
+        #[source]
+        source: reqwest::Error,
+    },
     /// The WebSocket could not be opened or broke.
     #[error("connection: WebSocket {url} failed")]
     WebSocket {

@@ -5,16 +5,19 @@
 
 pub mod api;
 pub mod cli;
+pub mod cp;
 pub mod error;
+pub mod events;
 pub mod run;
 pub mod shell;
 pub mod spinner;
 pub mod table;
 pub mod terminal;
+pub mod tls;
 pub mod types;
 pub mod urls;
 
 pub use api::ApiClient;
 pub use cli::{CapsuleCommand, ClientOpts, SnapshotCommand};
 pub use error::ApiError;
-pub use run::{run_capsule, run_snapshot};
+pub use run::{run_capsule, run_events, run_snapshot};

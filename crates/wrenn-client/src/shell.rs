@@ -167,7 +167,8 @@ pub async fn run(api: &ApiClient, id: &str, start: Start) -> Result<i32, ShellEr
         .map_err(|e| ws_error(&url, e))?;
     let key = HeaderValue::from_str(api.api_key()).map_err(|_| ApiError::NoApiKey)?;
     req.headers_mut().insert(API_KEY_HEADER, key);
-    let (ws, _) = tokio_tungstenite::connect_async(req)
+    let tls = tokio_tungstenite::Connector::Rustls(api.ws_tls());
+    let (ws, _) = tokio_tungstenite::connect_async_tls_with_config(req, None, false, Some(tls))
         .await
         .map_err(|e| ws_error(&url, e))?;
     let (mut tx, mut rx) = ws.split();

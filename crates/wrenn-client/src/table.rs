@@ -1,6 +1,6 @@
 //! Aligned text tables and the human forms of capsules and templates.
 
-use crate::types::{Capsule, Template};
+use crate::types::{Capsule, Metrics, Process, Template};
 
 /// Renders `headers` and `rows` as left-aligned columns separated by two spaces, one line per
 /// row, each line ending in `\n`, without trailing blanks.
@@ -33,22 +33,26 @@ pub fn render(headers: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-/// `2026-11-01T10:00:00.123Z` as `2026-11-01 10:00:00Z` (seconds precision, zone kept).
+/// The one date format of the CLI's output: UTC to the second, `2026-11-01 10:00:00Z`.
+pub const TIME_FORMAT: &str = "%Y-%m-%d %H:%M:%SZ";
+
+/// An RFC 3339 time (any zone, any precision) in [`TIME_FORMAT`]; text that is not one is
+/// returned unchanged.
 pub fn short_time(ts: &str) -> String {
-    if ts.len() >= 19 && ts.is_char_boundary(19) && ts.as_bytes().get(10) == Some(&b'T') {
-        let zone = if ts.ends_with('Z') {
-            "Z".to_string()
-        } else {
-            // Offsets look like +01:00 at the end.
-            let tail = &ts[19..];
-            match tail.rfind(['+', '-']) {
-                Some(i) => tail[i..].to_string(),
-                None => String::new(),
-            }
-        };
-        format!("{} {}{}", &ts[..10], &ts[11..19], zone)
-    } else {
-        ts.to_string()
+    match chrono::DateTime::parse_from_rfc3339(ts.trim()) {
+        Ok(t) => t
+            .with_timezone(&chrono::Utc)
+            .format(TIME_FORMAT)
+            .to_string(),
+        Err(_) => ts.to_string(),
+    }
+}
+
+/// Unix seconds in [`TIME_FORMAT`].
+pub fn unix_time(secs: i64) -> String {
+    match chrono::DateTime::from_timestamp(secs, 0) {
+        Some(t) => t.format(TIME_FORMAT).to_string(),
+        None => secs.to_string(),
     }
 }
 
@@ -156,6 +160,105 @@ pub fn templates(list: &[Template]) -> String {
     )
 }
 
+/// The process table: PID, TAG, COMMAND (the program and its arguments, shell-quoted).
+pub fn processes(list: &[Process]) -> String {
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|p| {
+            let mut words = vec![p.cmd.clone()];
+            words.extend(p.args.iter().cloned());
+            let command = words
+                .iter()
+                .map(|w| crate::cli::shell_quote(w))
+                .collect::<Vec<_>>()
+                .join(" ");
+            vec![
+                p.pid.to_string(),
+                p.tag.clone().unwrap_or_else(|| "-".into()),
+                command,
+            ]
+        })
+        .collect();
+    render(&["PID", "TAG", "COMMAND"], &rows)
+}
+
+/// Eight block heights, lowest first.
+const BLOCKS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+
+/// One block character per value (the last `width` values), scaled from 0 to `max`.
+pub fn sparkline(values: &[f64], max: f64, width: usize) -> String {
+    let start = values.len().saturating_sub(width);
+    values[start..]
+        .iter()
+        .map(|v| {
+            if max <= 0.0 || !v.is_finite() || *v <= 0.0 {
+                BLOCKS[0]
+            } else {
+                let i = ((v / max) * (BLOCKS.len() - 1) as f64).round() as usize;
+                BLOCKS[i.min(BLOCKS.len() - 1)]
+            }
+        })
+        .collect()
+}
+
+/// How many samples the metrics charts and table show.
+pub const METRICS_WIDTH: usize = 60;
+
+/// The metrics view: a chart line each for CPU and memory (the last [`METRICS_WIDTH`]
+/// samples, with the latest and peak values), then the last `rows` samples as a table.
+/// CPU is scaled to 100 %, memory to `mem_total` bytes (the capsule's memory) when known,
+/// else to its peak.
+pub fn metrics(m: &Metrics, rows: usize, mem_total: Option<u64>) -> String {
+    if m.points.is_empty() {
+        return format!(
+            "no samples in the last {} (the server samples running capsules every 10 s)\n",
+            m.range
+        );
+    }
+    let shown = &m.points[m.points.len().saturating_sub(METRICS_WIDTH)..];
+    let cpu: Vec<f64> = shown.iter().map(|p| p.cpu_pct).collect();
+    let mem: Vec<f64> = shown.iter().map(|p| p.mem_bytes as f64).collect();
+    let peak = |v: &[f64]| v.iter().cloned().fold(0.0_f64, f64::max);
+    let (cpu_peak, mem_peak) = (peak(&cpu), peak(&mem));
+    let last = &shown[shown.len() - 1];
+    let first = &shown[0];
+    let mut out = format!(
+        "{} samples, {} .. {}\n",
+        shown.len(),
+        unix_time(first.timestamp_unix),
+        unix_time(last.timestamp_unix)
+    );
+    out.push_str(&format!(
+        "CPU  {}  now {:.1} %, peak {:.1} %\n",
+        sparkline(&cpu, 100.0_f64.max(cpu_peak), METRICS_WIDTH),
+        last.cpu_pct,
+        cpu_peak
+    ));
+    let (scale, of) = match mem_total {
+        Some(t) if t > 0 => (t as f64, format!(" of {}", bytes(t))),
+        _ => (mem_peak, String::new()),
+    };
+    out.push_str(&format!(
+        "MEM  {}  now {}{of}, peak {}\n\n",
+        sparkline(&mem, scale.max(mem_peak), METRICS_WIDTH),
+        bytes(last.mem_bytes),
+        bytes(mem_peak as u64)
+    ));
+    let table_rows: Vec<Vec<String>> = m.points[m.points.len().saturating_sub(rows)..]
+        .iter()
+        .map(|p| {
+            vec![
+                unix_time(p.timestamp_unix),
+                format!("{:.1} %", p.cpu_pct),
+                bytes(p.mem_bytes),
+                bytes(p.disk_bytes),
+            ]
+        })
+        .collect();
+    out.push_str(&render(&["TIME", "CPU", "MEMORY", "DISK"], &table_rows));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,13 +304,81 @@ cl-b                          paused   minimal   1      2 GiB    2026-11-01 10:0
     }
 
     #[test]
-    fn times_are_shortened_keeping_the_zone() {
+    fn times_are_shown_in_utc_to_the_second() {
         assert_eq!(short_time("2026-11-01T10:00:00Z"), "2026-11-01 10:00:00Z");
         assert_eq!(
+            short_time("2026-11-29T05:12:08.635Z"),
+            "2026-11-29 05:12:08Z"
+        );
+        assert_eq!(
             short_time("2026-11-01T10:00:00.5+02:00"),
-            "2026-11-01 10:00:00+02:00"
+            "2026-11-01 08:00:00Z"
         );
         assert_eq!(short_time("garbage"), "garbage");
+        assert_eq!(unix_time(0), "1970-01-01 00:00:00Z");
+        assert_eq!(unix_time(1_795_000_000), "2026-11-18 11:06:40Z");
+    }
+
+    #[test]
+    fn process_table_quotes_arguments() {
+        let p = Process {
+            pid: 42,
+            tag: Some("job".into()),
+            cmd: "/bin/sh".into(),
+            args: vec!["-c".into(), "sleep 100".into()],
+        };
+        assert_eq!(
+            processes(&[p]),
+            "PID  TAG  COMMAND\n42   job  /bin/sh -c 'sleep 100'\n"
+        );
+    }
+
+    #[test]
+    fn sparkline_scales_to_the_maximum() {
+        assert_eq!(sparkline(&[0.0, 50.0, 100.0], 100.0, 10), "▁▅█");
+        assert_eq!(sparkline(&[1.0, 2.0, 3.0], 3.0, 2), "▆█");
+        assert_eq!(sparkline(&[5.0], 0.0, 2), "▁");
+    }
+
+    #[test]
+    fn metrics_view_has_charts_and_the_last_rows() {
+        use crate::types::MetricPoint;
+        let m = Metrics {
+            sandbox_id: "cl-x".into(),
+            range: "10m".into(),
+            points: (0..5)
+                .map(|i| MetricPoint {
+                    timestamp_unix: 1_795_000_000 + 10 * i,
+                    cpu_pct: 25.0 * i as f64,
+                    mem_bytes: (100 + i as u64) * 1024 * 1024,
+                    disk_bytes: 1024,
+                })
+                .collect(),
+        };
+        let out = metrics(&m, 2, None);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(
+            lines[0],
+            "5 samples, 2026-11-18 11:06:40Z .. 2026-11-18 11:07:20Z"
+        );
+        assert_eq!(lines[1], "CPU  ▁▃▅▆█  now 100.0 %, peak 100.0 %");
+        assert!(lines[2].starts_with("MEM  "), "{out}");
+        assert!(lines[2].ends_with("now 104.0 MiB, peak 104.0 MiB"), "{out}");
+        assert_eq!(lines[4].split_whitespace().next(), Some("TIME"));
+        assert_eq!(lines.len(), 7, "two table rows: {out}");
+        assert!(lines[6].contains("100.0 %"));
+        let empty = Metrics {
+            range: "5m".into(),
+            ..Default::default()
+        };
+        assert!(metrics(&empty, 5, None).starts_with("no samples in the last 5m"));
+        // Against the capsule's memory, 104 MiB of 512 MiB is a low bar.
+        let out = metrics(&m, 2, Some(512 * 1024 * 1024));
+        let mem_line = out.lines().nth(2).unwrap();
+        assert!(
+            mem_line.starts_with("MEM  ▂▂▂▂▂  now 104.0 MiB of 512.0 MiB"),
+            "{out}"
+        );
     }
 
     #[test]

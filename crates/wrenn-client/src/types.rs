@@ -72,6 +72,9 @@ pub struct ExecRequest {
     /// Working directory.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cwd: Option<String>,
+    /// Tag of a background process.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
 }
 
 /// Answer of a foreground exec.
@@ -89,6 +92,18 @@ pub struct ExecResult {
     /// `utf-8` or `base64`.
     #[serde(default)]
     pub encoding: Option<String>,
+    /// How long the command ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    /// Whether the server killed the command at its timeout (when the server says so).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timed_out: Option<bool>,
+    /// Whether stdout was cut at the server's limit (extension field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdout_truncated: Option<bool>,
+    /// Whether stderr was cut at the server's limit (extension field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stderr_truncated: Option<bool>,
     /// Every other field the server sent.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -100,6 +115,20 @@ pub struct ExecResult {
 pub struct OutputDecodeError(#[source] base64::DecodeError);
 
 impl ExecResult {
+    /// Whether the command was killed at `timeout_sec`: the server's `timed_out` when it
+    /// sends one, else a non-zero exit after running at least the timeout (the server kills
+    /// the process group at the deadline; the exit code is then 137, or 124 when the guest
+    /// reported 0).
+    pub fn timed_out(&self, timeout_sec: Option<u64>) -> bool {
+        if let Some(t) = self.timed_out {
+            return t;
+        }
+        match (timeout_sec.filter(|t| *t > 0), self.duration_ms) {
+            (Some(t), Some(ran)) => self.exit_code != 0 && ran >= t.saturating_mul(1000),
+            _ => false,
+        }
+    }
+
     fn decode(&self, s: &str) -> Result<Vec<u8>, OutputDecodeError> {
         if self.encoding.as_deref() == Some("base64") {
             base64::engine::general_purpose::STANDARD
@@ -119,6 +148,87 @@ impl ExecResult {
     pub fn stderr_bytes(&self) -> Result<Vec<u8>, OutputDecodeError> {
         self.decode(&self.stderr)
     }
+}
+
+/// Answer of a background exec.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct BackgroundExec {
+    /// Process id in the guest.
+    pub pid: u32,
+    /// The process tag.
+    #[serde(default)]
+    pub tag: Option<String>,
+    /// Every other field the server sent.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// A process of `GET …/processes`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Process {
+    /// Process id in the guest.
+    pub pid: u32,
+    /// Its tag (background processes and terminal sessions).
+    #[serde(default)]
+    pub tag: Option<String>,
+    /// The program.
+    #[serde(default)]
+    pub cmd: String,
+    /// Its arguments.
+    #[serde(default)]
+    pub args: Vec<String>,
+}
+
+/// Answer of `GET …/metrics`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Metrics {
+    /// The capsule.
+    #[serde(default)]
+    pub sandbox_id: String,
+    /// The range asked for (`10m`, …).
+    #[serde(default)]
+    pub range: String,
+    /// Samples, oldest first.
+    #[serde(default)]
+    pub points: Vec<MetricPoint>,
+}
+
+/// One metrics sample.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct MetricPoint {
+    /// Unix seconds.
+    pub timestamp_unix: i64,
+    /// CPU use in percent (of all the capsule's vCPUs).
+    #[serde(default)]
+    pub cpu_pct: f64,
+    /// Guest memory in use, bytes.
+    #[serde(default)]
+    pub mem_bytes: u64,
+    /// Guest disk in use, bytes.
+    #[serde(default)]
+    pub disk_bytes: u64,
+}
+
+/// An entry of `files/list`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct FileEntry {
+    /// Last path component.
+    #[serde(default)]
+    pub name: String,
+    /// Absolute path in the guest.
+    pub path: String,
+    /// `file`, `directory` or `symlink`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Size in bytes.
+    #[serde(default)]
+    pub size: u64,
+    /// Permission bits.
+    #[serde(default)]
+    pub mode: u32,
+    /// Target of a symlink.
+    #[serde(default)]
+    pub symlink_target: Option<String>,
 }
 
 /// A template (`base`) or team snapshot (`snapshot`).
@@ -193,6 +303,32 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(r.stdout_bytes().unwrap(), "héllo".as_bytes());
+    }
+
+    #[test]
+    fn timeout_is_read_from_the_answer() {
+        let killed: ExecResult = serde_json::from_value(serde_json::json!({
+            "stdout": "", "stderr": "", "exit_code": 137, "duration_ms": 2004, "encoding": "utf-8"
+        }))
+        .unwrap();
+        assert!(killed.timed_out(Some(2)));
+        // Without a timeout, or failing before it, it is an ordinary failure.
+        assert!(!killed.timed_out(None));
+        assert!(!killed.timed_out(Some(5)));
+        let quick_fail = ExecResult {
+            exit_code: 1,
+            duration_ms: Some(10),
+            ..Default::default()
+        };
+        assert!(!quick_fail.timed_out(Some(2)));
+        // The server's own word wins.
+        let said = ExecResult {
+            exit_code: 124,
+            duration_ms: Some(10),
+            timed_out: Some(true),
+            ..Default::default()
+        };
+        assert!(said.timed_out(Some(2)));
     }
 
     #[test]
