@@ -105,7 +105,7 @@ pub async fn exec(
 /// The answer of a foreground exec: the contract's fields plus the extension fields
 /// `stdout_truncated` / `stderr_truncated`, true when that stream went past
 /// [`wrenn_protocol::EXEC_OUTPUT_LIMIT`] and only its first bytes are in the answer (the exec
-/// stream gets everything).
+/// stream gets everything), and `timed_out`, true when the command was killed at its timeout.
 fn exec_answer(sandbox_id: Value, cmd: &str, out: wrenn_protocol::ExecOutput) -> Value {
     let exit_code = if out.timed_out && out.exit_code == 0 {
         124
@@ -134,6 +134,7 @@ fn exec_answer(sandbox_id: Value, cmd: &str, out: wrenn_protocol::ExecOutput) ->
         "encoding": encoding,
         "stdout_truncated": out.stdout_truncated,
         "stderr_truncated": out.stderr_truncated,
+        "timed_out": out.timed_out,
     })
 }
 
@@ -235,6 +236,30 @@ mod tests {
             },
         );
         assert_eq!(plain["stdout_truncated"], false);
+        assert_eq!(plain["timed_out"], false);
+        let killed = exec_answer(
+            json!("cl-x"),
+            "sleep 9",
+            wrenn_protocol::ExecOutput {
+                timed_out: true,
+                exit_code: 0,
+                ..plain_out()
+            },
+        );
+        assert_eq!(killed["timed_out"], true);
+        assert_eq!(killed["exit_code"], 124);
+    }
+
+    fn plain_out() -> wrenn_protocol::ExecOutput {
+        wrenn_protocol::ExecOutput {
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+            exit_code: 0,
+            duration_ms: 1,
+            timed_out: false,
+            stdout_truncated: false,
+            stderr_truncated: false,
+        }
     }
 
     #[test]
