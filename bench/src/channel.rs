@@ -148,7 +148,11 @@ async fn guest_spawn_time(envd: &wrenn_envd_client::EnvdClient) -> anyhow::Resul
 /// moved, whichever way). What a file read or write could reach over this port without
 /// HTTP/2 on top.
 async fn link_bulk_rate(envd: &wrenn_envd_client::EnvdClient, size: usize) -> anyhow::Result<f64> {
-    let frame = Bytes::from(vec![0xa5u8; wrenn_protocol::link::frame::MAX_PAYLOAD]);
+    let frame = Bytes::from(vec![
+        0xa5u8;
+        wrenn_protocol::link::frame::MAX_PAYLOAD
+            - wrenn_protocol::link::ECHO_NONCE
+    ]);
     let n = (size / frame.len()).max(1);
     let t = Instant::now();
     for _ in 0..n {

@@ -26,4 +26,10 @@ pub enum LinkError {
     /// The guest did not acknowledge the session in time.
     #[error("guest did not acknowledge the link session within {0:?}")]
     NoAck(std::time::Duration),
+    /// A payload that does not fit in one frame.
+    #[error("payload of {0} bytes does not fit in one frame (at most {max})", max = frame::MAX_PAYLOAD - ECHO_NONCE)]
+    TooLarge(usize),
 }
+
+/// Bytes of an echo frame's payload taken by its nonce.
+pub const ECHO_NONCE: usize = 8;

@@ -221,12 +221,16 @@ impl HostLink {
     /// Sends `payload` in an ECHO frame and returns what the guest sent back (a raw round
     /// trip over the channel, without HTTP/2).
     pub async fn echo(&self, payload: &[u8]) -> Result<Bytes, LinkError> {
+        // A frame the guest would drop as malformed would never be answered.
+        if payload.len() + super::ECHO_NONCE > super::frame::MAX_PAYLOAD {
+            return Err(LinkError::TooLarge(payload.len()));
+        }
         let nonce = self.next_echo.fetch_add(1, Ordering::Relaxed);
         let (w_tx, w_rx) = oneshot::channel();
         if let Ok(mut m) = self.echoes.lock() {
             m.insert(nonce, w_tx);
         }
-        let mut p = BytesMut::with_capacity(8 + payload.len());
+        let mut p = BytesMut::with_capacity(super::ECHO_NONCE + payload.len());
         p.put_u64_le(nonce);
         p.put_slice(payload);
         let frame = Frame {
@@ -277,6 +281,15 @@ mod tests {
         let big: Vec<u8> = (0..1_000_000u32).map(|i| i as u8).collect();
         assert_eq!(round_trip(&mut io, &big).await, big);
         assert_eq!(link.echo(b"raw").await.unwrap(), Bytes::from_static(b"raw"));
+        // The largest echo that fits in a frame comes back; one byte more is refused at once
+        // instead of waiting forever for an answer the guest cannot give.
+        let max = vec![7u8; crate::link::frame::MAX_PAYLOAD - crate::link::ECHO_NONCE];
+        assert_eq!(link.echo(&max).await.unwrap(), Bytes::from(max.clone()));
+        let over = vec![7u8; max.len() + 1];
+        assert!(matches!(
+            link.echo(&over).await,
+            Err(LinkError::TooLarge(n)) if n == over.len()
+        ));
     }
 
     #[tokio::test]
