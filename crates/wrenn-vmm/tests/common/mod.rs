@@ -85,6 +85,15 @@ pub struct Fixture {
 }
 
 pub fn fixture() -> Fixture {
+    let accel = match std::env::var("WRENN_ACCEL").as_deref() {
+        Ok("kvm") => Accel::Kvm,
+        _ => Accel::Tcg,
+    };
+    fixture_with(accel)
+}
+
+/// [`fixture`] under the given accelerator.
+pub fn fixture_with(accel: Accel) -> Fixture {
     let k = kernel();
     let tmp = tempfile::Builder::new()
         .prefix("vmm")
@@ -92,10 +101,6 @@ pub fn fixture() -> Fixture {
         .unwrap();
     let disk = ticker_disk(tmp.path(), &k);
     let dir = tmp.path().join("vm");
-    let accel = match std::env::var("WRENN_ACCEL").as_deref() {
-        Ok("kvm") => Accel::Kvm,
-        _ => Accel::Tcg,
-    };
     let binary = PathBuf::from("qemu-system-x86_64");
     let version = std::process::Command::new(&binary)
         .arg("--version")
@@ -152,4 +157,14 @@ pub fn assert_consecutive(t: &[u64]) {
     for (i, &n) in t.iter().enumerate() {
         assert_eq!(n, i as u64, "tick sequence broken at index {i}: {t:?}");
     }
+}
+
+/// Asserts the console shows one boot only (a restored guest went on, it did not reboot).
+pub fn assert_booted_once(log: &Path) {
+    let text = std::fs::read_to_string(log).unwrap();
+    assert_eq!(
+        text.matches("Linux version").count(),
+        1,
+        "the guest rebooted:\n{text}"
+    );
 }
