@@ -57,6 +57,8 @@ pub(crate) struct Templates {
     boot_timeout: Duration,
     /// One lock per base template key: a template is built once even when asked for twice.
     locks: tokio::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// The current root filesystem id of each base template, once asked for.
+    rootfs_ids: std::sync::Mutex<HashMap<BaseTemplate, String>>,
 }
 
 impl Templates {
@@ -78,6 +80,7 @@ impl Templates {
             envd,
             boot_timeout,
             locks: tokio::sync::Mutex::new(HashMap::new()),
+            rootfs_ids: std::sync::Mutex::default(),
         }
     }
 
@@ -222,18 +225,60 @@ impl Templates {
         Ok(())
     }
 
+    /// The id of `base`'s current root filesystem (hashing envd once per base template).
+    fn rootfs_id(&self, base: BaseTemplate) -> Option<String> {
+        let mut ids = self.rootfs_ids.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(id) = ids.get(&base) {
+            return Some(id.clone());
+        }
+        let id = self.images.rootfs_id(base, &self.envd).ok()?;
+        ids.insert(base, id.clone());
+        Some(id)
+    }
+
+    /// A base template as listed: the create defaults as its shape; once its current root
+    /// filesystem is built, the disk space of that image and of its booted snapshots (one
+    /// per shape asked for) and the image's build time; before that (`python` until its
+    /// first use) size 0 and time 0.
+    fn base_info(&self, base: BaseTemplate) -> TemplateInfo {
+        let mut info = TemplateInfo {
+            name: base.name().to_owned(),
+            kind: TemplateKind::Base,
+            vcpus: 1,
+            memory_mb: 512,
+            size_bytes: 0,
+            created_at: 0,
+        };
+        let Some(image) = self
+            .rootfs_id(base)
+            .and_then(|id| self.images.rootfs_by_id(&id))
+        else {
+            return info;
+        };
+        info.size_bytes = fsutil::allocated_bytes(&image.path).unwrap_or(0);
+        info.created_at = std::fs::metadata(&image.path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs() as i64);
+        let prefix = format!("{}-", image.id);
+        for e in std::fs::read_dir(self.layout.templates().join(".base"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if e.file_name().to_string_lossy().starts_with(&prefix) {
+                info.size_bytes += fsutil::dir_allocated_bytes(&e.path());
+            }
+        }
+        info
+    }
+
     /// Base templates (one entry per base, not per shape) and snapshot templates.
     pub(crate) fn list(&self) -> Vec<TemplateInfo> {
         let mut out: Vec<TemplateInfo> = BaseTemplate::all()
             .iter()
-            .map(|b| TemplateInfo {
-                name: b.name().to_owned(),
-                kind: TemplateKind::Base,
-                vcpus: 1,
-                memory_mb: 512,
-                size_bytes: 0,
-                created_at: 0,
-            })
+            .map(|b| self.base_info(*b))
             .collect();
         let Ok(entries) = std::fs::read_dir(self.layout.templates()) else {
             return out;

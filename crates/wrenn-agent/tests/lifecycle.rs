@@ -493,3 +493,42 @@ async fn killing_the_vmm_during_pause_or_resume_never_leaves_a_lie() {
         host.destroy(&cap.id).await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_built_base_template_is_listed_with_its_size_and_build_time() {
+    let th = TestHost::new();
+    let host = th.open().await;
+    // A create makes sure the root filesystem and the 1 vCPU / 512 MiB snapshot exist.
+    let cap = create(&host, "minimal").await;
+    let listed = host.templates().await.unwrap();
+    let minimal = listed
+        .iter()
+        .find(|t| t.name == "minimal" && t.kind == TemplateKind::Base)
+        .expect("minimal listed");
+    // Its current image: the one built with this envd.
+    let store = wrenn_images::ImageStore::new(th.dir.path());
+    let id = store
+        .rootfs_id(wrenn_images::BaseTemplate::Minimal, &envd_binary())
+        .unwrap();
+    let image = store
+        .rootfs_by_id(&id)
+        .expect("the current minimal image")
+        .path;
+    let meta = std::fs::metadata(&image).unwrap();
+    let built = meta
+        .modified()
+        .unwrap()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert_eq!(minimal.created_at, built, "{minimal:?}");
+    use std::os::unix::fs::MetadataExt;
+    // The image's blocks plus at least one booted snapshot (its memory and device state).
+    assert!(
+        minimal.size_bytes > meta.blocks() * 512 + (1 << 20),
+        "{minimal:?} vs image {} bytes allocated",
+        meta.blocks() * 512
+    );
+    assert_eq!((minimal.vcpus, minimal.memory_mb), (1, 512));
+    host.destroy(&cap.id).await.unwrap();
+}

@@ -45,18 +45,24 @@ pub(crate) fn by_id(dir: &Path, id: &str) -> Option<RootfsImage> {
     })
 }
 
-/// Returns the image of `template` with `envd` baked in, building what is missing.
-pub(crate) fn ensure(dir: &Path, template: BaseTemplate, envd: &Path) -> Result<RootfsImage> {
+/// The content id of the image of `template` with `envd` baked in (built or not).
+pub(crate) fn id(template: BaseTemplate, envd: &Path) -> Result<String> {
     let envd_hash = fsutil::sha256_file(envd)?;
-    let mirrors = sources::guest_mirrors();
-    let tree_key = tree_key(template, &mirrors);
-    let id = format!(
+    let tree_key = tree_key(template, &sources::guest_mirrors());
+    Ok(format!(
         "{}-{}",
         template.name(),
         &fsutil::sha256_str(&format!(
             "image-v{IMAGE_BUILDER_VERSION}\n{tree_key}\n{envd_hash}"
         ))[..12]
-    );
+    ))
+}
+
+/// Returns the image of `template` with `envd` baked in, building what is missing.
+pub(crate) fn ensure(dir: &Path, template: BaseTemplate, envd: &Path) -> Result<RootfsImage> {
+    let mirrors = sources::guest_mirrors();
+    let tree_key = tree_key(template, &mirrors);
+    let id = id(template, envd)?;
     if let Some(found) = by_id(dir, &id) {
         return Ok(found);
     }

@@ -44,6 +44,12 @@ impl ImageStore {
         rootfs::ensure(&self.root.join("rootfs"), template, envd)
     }
 
+    /// The id the root filesystem of `template` with `envd` baked in has (or will have once
+    /// [`ImageStore::ensure_rootfs`] built it); nothing is built.
+    pub fn rootfs_id(&self, template: BaseTemplate, envd: &Path) -> Result<String> {
+        rootfs::id(template, envd)
+    }
+
     /// A root filesystem built earlier, by its id (as found in [`RootfsImage::id`]).
     pub fn rootfs_by_id(&self, id: &str) -> Option<RootfsImage> {
         rootfs::by_id(&self.root.join("rootfs"), id)
