@@ -90,14 +90,24 @@ pub fn strip_credentials(req: &mut Request, mode: PortsMode) -> Result<(), ApiEr
     Ok(())
 }
 
-/// Parses `^(\d+)-(cl-[0-9a-z]+)\.` from a Host header value.
-pub fn port_host(host: &str) -> Option<(u16, &str)> {
+/// Parses `^(\d+)-(cl-[0-9a-z]+)\.` from a Host header value. With a `domain`
+/// (`--proxy-domain`), the rest must be exactly that domain (any case, an optional `:port`
+/// after it): `8000-cl-….sandbox.example.com` is a port URL of domain `sandbox.example.com`,
+/// `8000-cl-….elsewhere.org` is not and goes to the API routes.
+pub fn port_host<'a>(host: &'a str, domain: Option<&str>) -> Option<(u16, &'a str)> {
     let (port, rest) = host.split_once('-')?;
     if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     let port: u16 = port.parse().ok()?;
-    let (id, _) = rest.split_once('.')?;
+    let (id, after) = rest.split_once('.')?;
+    if let Some(domain) = domain {
+        let name = after.rsplit_once(':').map_or(after, |(name, _)| name);
+        let domain = domain.trim_end_matches('.');
+        if !name.trim_end_matches('.').eq_ignore_ascii_case(domain) {
+            return None;
+        }
+    }
     let tail = id.strip_prefix("cl-")?;
     if tail.is_empty()
         || !tail
@@ -116,7 +126,7 @@ pub async fn port_proxy(State(state): State<AppState>, req: Request, next: Next)
         .get(axum::http::header::HOST)
         .and_then(|v| v.to_str().ok())
         .or_else(|| req.uri().host())
-        .and_then(port_host)
+        .and_then(|h| port_host(h, state.config.proxy_domain.as_deref()))
         .map(|(port, id)| (port, id.to_owned()));
     match host {
         Some((port, id)) => forward(&state, port, &id, req)
@@ -185,12 +195,38 @@ mod tests {
     #[test]
     fn parses_port_hosts() {
         assert_eq!(
-            port_host("8080-cl-abc123.example.com"),
+            port_host("8080-cl-abc123.example.com", None),
             Some((8080, "cl-abc123"))
         );
-        assert_eq!(port_host("127.0.0.1:8080"), None);
-        assert_eq!(port_host("api.example.com"), None);
-        assert_eq!(port_host("80-cl-ABC.example.com"), None);
+        assert_eq!(port_host("127.0.0.1:8080", None), None);
+        assert_eq!(port_host("api.example.com", None), None);
+        assert_eq!(port_host("80-cl-ABC.example.com", None), None);
+    }
+
+    #[test]
+    fn a_proxy_domain_limits_port_hosts_to_it() {
+        let d = Some("sandbox.example.com");
+        for host in [
+            "8000-cl-abc.sandbox.example.com",
+            "8000-cl-abc.Sandbox.Example.COM",
+            "8000-cl-abc.sandbox.example.com:443",
+            "8000-cl-abc.sandbox.example.com.",
+        ] {
+            assert_eq!(port_host(host, d), Some((8000, "cl-abc")), "{host}");
+        }
+        for host in [
+            "8000-cl-abc.elsewhere.org",
+            "8000-cl-abc.x.sandbox.example.com",
+            "8000-cl-abc.sandbox.example.com.evil.org",
+            "8000-cl-abc.localhost:8080",
+            "sandbox.example.com",
+        ] {
+            assert_eq!(port_host(host, d), None, "{host}");
+        }
+        assert_eq!(
+            port_host("8000-cl-abc.localhost:8080", Some("localhost")),
+            Some((8000, "cl-abc"))
+        );
     }
 
     #[test]
