@@ -645,6 +645,7 @@ async fn real_answers_conform_to_the_documented_schemas() {
     let cap = format!("/v1/capsules/{id}");
     let at = |suffix: &str| format!("{cap}{suffix}");
     let unknown = "/v1/capsules/cl-0000000000000000000000000".to_owned();
+    let big = json!({"sandbox_id": id, "metadata": {"k": "x".repeat(2 << 20)}});
     let mut table: Vec<(Method, String, &'static str, Option<Value>, u16)> = vec![
         (
             Method::GET,
@@ -732,6 +733,21 @@ async fn real_answers_conform_to_the_documented_schemas() {
             "/v1/capsules",
             Some(json!({"template": "nope"})),
             404,
+        ),
+        // Bodies over 1 MiB: 413 JSON, from create and snapshot alike.
+        (
+            Method::POST,
+            "/v1/capsules".into(),
+            "/v1/capsules",
+            Some(big.clone()),
+            413,
+        ),
+        (
+            Method::POST,
+            "/v1/snapshots".into(),
+            "/v1/snapshots",
+            Some(big),
+            413,
         ),
         (
             Method::POST,
