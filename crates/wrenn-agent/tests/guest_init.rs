@@ -1,6 +1,7 @@
 //! envd's duties as the guest's PID 1, checked in a real capsule (the `minimal` template,
 //! booted once as a template snapshot and restored): it is PID 1, the kernel file systems
-//! are mounted, loopback is up, orphans are reaped (no zombies), terminals work.
+//! are mounted, loopback is up, orphans are reaped (no zombies), the resolver is the
+//! gateway's DNS forwarder, terminals work.
 
 mod common;
 
@@ -113,6 +114,12 @@ async fn envd_is_pid1_mounts_loopback_and_reaps_orphans() {
     )
     .await;
     assert_eq!(zombies, "", "zombies left behind");
+
+    // The resolver is the capsule's DNS forwarder at the gateway.
+    assert_eq!(
+        sh_ok(&envd, "grep ^nameserver /etc/resolv.conf").await,
+        format!("nameserver {}", wrenn_protocol::net::GATEWAY_IP)
+    );
 
     // A terminal (devpts) works.
     let mut pty = envd

@@ -15,7 +15,7 @@ use crate::tools::{self, CP, MKE2FS, MMDEBSTRAP};
 /// Bump when the tree recipe changes (options, hooks, files written into it).
 const TREE_BUILDER_VERSION: u32 = 1;
 /// Bump when the ext4 recipe changes.
-const IMAGE_BUILDER_VERSION: u32 = 1;
+const IMAGE_BUILDER_VERSION: u32 = 2;
 /// Free space left in every image on top of its contents.
 const FREE_SPACE: u64 = 1 << 30;
 /// Where envd goes inside the guest.
@@ -147,7 +147,8 @@ fn ensure_tree(
     Ok(tree)
 }
 
-/// Files every guest has: host name, hosts, resolver, envd's directory.
+/// Files every guest has: host name, hosts, envd's directory (the resolver is written per
+/// image, [`fill_image`]).
 fn write_guest_files(root: &Path) -> Result<()> {
     let etc = root.join("etc");
     let files = [
@@ -156,8 +157,6 @@ fn write_guest_files(root: &Path) -> Result<()> {
             "hosts",
             format!("127.0.0.1\tlocalhost\n127.0.1.1\t{HOSTNAME}\n::1\tlocalhost ip6-localhost ip6-loopback\n"),
         ),
-        // QEMU user-mode networking's resolver; envd may rewrite it for other networks.
-        ("resolv.conf", "nameserver 10.0.2.3\n".to_string()),
     ];
     for (name, content) in files {
         let path = etc.join(name);
@@ -195,6 +194,13 @@ fn fill_image(staging: &Path, envd: &Path, path: &Path, step: &Step) -> Result<(
     std::fs::copy(envd, &target).map_err(|e| ImageError::io("copy envd to", &target, e))?;
     std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755))
         .map_err(|e| ImageError::io("chmod", &target, e))?;
+    // The capsule's DNS forwarder at the gateway: envd writes the same at boot when the guest
+    // has a network device and whatever the host says after each restore; this is what a
+    // guest booted from the image sees before that.
+    let resolv = staging.join("etc/resolv.conf");
+    fsutil::remove_any(&resolv)?;
+    let text = format!("nameserver {}\n", wrenn_protocol::net::GATEWAY_IP);
+    std::fs::write(&resolv, text).map_err(|e| ImageError::io("write", &resolv, e))?;
 
     let size = (fsutil::tree_size(staging)? * 11 / 10 + FREE_SPACE).div_ceil(1 << 20) << 20;
     let tmp = fsutil::temp_sibling(path);

@@ -75,6 +75,16 @@ fn minimal_rootfs_contains_envd_and_is_cached_by_content() {
     let passwd = debugfs(&image.path, "cat /etc/passwd");
     assert!(passwd.contains("user:x:1000:1000:"), "{passwd}");
     assert_eq!(debugfs(&image.path, "cat /etc/hostname").trim(), "wrenn");
+    // The resolver is the gateway, where each capsule's DNS forwarder answers.
+    assert_eq!(
+        debugfs(&image.path, "cat /etc/resolv.conf"),
+        format!("nameserver {}\n", wrenn_protocol::net::GATEWAY_IP)
+    );
+    // The id is known without building.
+    assert_eq!(
+        store.rootfs_id(BaseTemplate::Minimal, &envd).unwrap(),
+        image.id
+    );
     assert!(debugfs(&image.path, "stat /usr/bin/curl").contains("Type: regular"));
 
     // Same inputs: same image, untouched.
