@@ -34,12 +34,9 @@ def test_create_get_list_destroy(server):
     finally:
         c.destroy(wait=True)
     assert c.capsule_id not in [x.id for x in wrenn.Capsule.list()]
-    # Gone: either 404 or a terminal status.
-    try:
-        after = wrenn.Capsule.get_info(c.capsule_id)
-        assert after.status in (Status.stopped, Status.missing)
-    except wrenn.WrennNotFoundError:
-        pass
+    # The row stays: GET of a destroyed capsule answers it as stopped (docs/api.md).
+    after = wrenn.Capsule.get_info(c.capsule_id)
+    assert after.status == Status.stopped
 
 
 def test_inactivity_timeout_is_raised_to_60_and_pauses(server):
@@ -126,6 +123,28 @@ def test_port_urls_reach_a_server_in_the_capsule(server, shared_capsule):
     # An unknown capsule's port URL is a JSON 404.
     resp = httpx.get(f"{server.url}/", headers={"Host": "8000-cl-0000000000000000000000000.localhost"}, timeout=30)
     assert resp.status_code == 404 and resp.json()["error"]["code"] == "not_found"
+
+
+def test_proxy_domain_limits_port_urls_to_it():
+    """With --proxy-domain (here WRENN_PROXY_DOMAIN) only host names under that domain are
+    port URLs; the same prefix under another name goes to the API routes."""
+    import shutil
+
+    from conftest import _stop, start_server
+
+    srv = start_server(extra_env={"WRENN_PROXY_DOMAIN": "sandbox.test"})
+    try:
+        unknown = "cl-" + "0" * 25
+        for host in (f"8000-{unknown}.sandbox.test", f"8000-{unknown}.SANDBOX.test:8080"):
+            r = httpx.get(f"{srv.url}/health", headers={"Host": host}, timeout=30)
+            assert r.status_code == 404 and f"capsule {unknown} not found" in r.json()["error"]["message"], (host, r.text)
+        for host in (f"8000-{unknown}.elsewhere.test", f"8000-{unknown}.sandbox.test.evil.test"):
+            r = httpx.get(f"{srv.url}/health", headers={"Host": host}, timeout=30)
+            assert r.status_code == 200 and r.json()["status"] == "ok", (host, r.text)
+    finally:
+        _stop(srv.proc)
+        shutil.rmtree(srv.data_dir, ignore_errors=True)
+        srv.log_path.unlink(missing_ok=True)
 
 
 def test_health_needs_no_key(server):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import pytest
 
 import wrenn
@@ -77,5 +79,20 @@ def test_generated_name_and_invalid_name(client, capsule):
 
 
 def test_create_from_unknown_template_fails(client):
-    with pytest.raises((wrenn.WrennNotFoundError, wrenn.WrennValidationError)):
-        client.capsules.create(template=unique("no-such-template"))
+    name = unique("no-such-template")
+    before = {c.id for c in client.capsules.list()}
+    # A valid name that names no snapshot of the team and no base template: 404.
+    with pytest.raises(wrenn.WrennNotFoundError) as e:
+        client.capsules.create(template=name)
+    assert name in str(e.value)
+    assert {c.id for c in client.capsules.list()} == before
+
+
+def test_built_base_template_lists_its_size_and_build_time(server, client, capsule):
+    # The server built minimal at its first start (and a capsule of it runs): real figures.
+    base = {t.name: t for t in client.snapshots.list(type="base")}
+    m = base["minimal"]
+    assert (m.type, m.platform, m.protected, m.vcpus, m.memory_mb) == ("base", True, True, 1, 512)
+    image = max(server.data_dir.glob("images/rootfs/minimal-*.ext4"), key=lambda p: p.stat().st_mtime)
+    assert m.size_bytes > image.stat().st_blocks * 512, (m, image)
+    assert datetime(2024, 1, 1, tzinfo=timezone.utc) < m.created_at <= datetime.now(timezone.utc), m
