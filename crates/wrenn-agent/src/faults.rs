@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-/// A step of pause, resume, create or snapshot at which a fault can be injected.
+/// A step of pause, resume, create, snapshot or destroy at which a fault can be injected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FaultPoint {
     /// Pause: status `pausing` stored, nothing saved yet.
@@ -26,6 +26,10 @@ pub enum FaultPoint {
     SnapshotPaused,
     /// Snapshot as template: the template is in place, the capsule not yet resumed.
     SnapshotPublished,
+    /// Destroy: status `stopping` stored, the VMM still running.
+    DestroyStarted,
+    /// Destroy: the VMM ended, its directory and network still there.
+    DestroyVmmEnded,
 }
 
 impl FaultPoint {
@@ -34,6 +38,9 @@ impl FaultPoint {
     /// The points of snapshot-as-template.
     pub const SNAPSHOT: [FaultPoint; 2] =
         [FaultPoint::SnapshotPaused, FaultPoint::SnapshotPublished];
+
+    /// The points of destroy.
+    pub const DESTROY: [FaultPoint; 2] = [FaultPoint::DestroyStarted, FaultPoint::DestroyVmmEnded];
 
     /// Every point of pause and resume, in the order an operation passes them.
     pub const ALL: [FaultPoint; 6] = [

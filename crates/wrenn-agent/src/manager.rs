@@ -177,6 +177,9 @@ impl Inner {
         let slot = self.slot(&id)?;
         let mut vm = slot.run.lock().await;
         let _ = slot.set_status(HostStatus::Stopping, None);
+        self.cfg
+            .faults
+            .hit(crate::faults::FaultPoint::DestroyStarted);
         lock(&slot.envd).take();
         if let Some(vm) = vm.take() {
             if let Err(e) = vm.stop().await {
@@ -184,6 +187,9 @@ impl Inner {
             }
         }
         self.vmm.kill_orphan(&slot.dir).await;
+        self.cfg
+            .faults
+            .hit(crate::faults::FaultPoint::DestroyVmmEnded);
         self.net.detach(&id).await;
         if slot.dir.exists() {
             std::fs::remove_dir_all(&slot.dir).map_err(AgentError::io("removing", &slot.dir))?;

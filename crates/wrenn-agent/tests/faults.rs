@@ -1,7 +1,8 @@
-//! Crash safety of create and snapshot-as-template: the agent killed (SIGKILL) at each step,
-//! and a full disk during create. Each ends in a consistent state: a create that was never
-//! acknowledged leaves nothing (no capsule, files, VMM or network); a snapshot leaves the
-//! capsule running or cleanly paused with its state, and the template complete or absent.
+//! Crash safety of create, destroy and snapshot-as-template: the agent killed (SIGKILL) at
+//! each step, and a full disk during create. Each ends in a consistent state: a create that was
+//! never acknowledged leaves nothing (no capsule, files, VMM or network); a destroy that was
+//! begun is finished at the next start; a snapshot leaves the capsule running or cleanly paused
+//! with its state, and the template complete or absent.
 
 mod common;
 
@@ -33,6 +34,7 @@ async fn crash_child_create_or_snapshot() {
     let point = FaultPoint::CREATE
         .into_iter()
         .chain(FaultPoint::SNAPSHOT)
+        .chain(FaultPoint::DESTROY)
         .find(|p| format!("{p:?}") == point)
         .unwrap();
     let mut cfg = AgentConfig::new(&dir, common::envd_binary());
@@ -41,6 +43,8 @@ async fn crash_child_create_or_snapshot() {
     let id = std::env::var("WRENN_FAULT_ID").unwrap();
     if FaultPoint::CREATE.contains(&point) {
         let _ = host.create(request(&id, "minimal")).await;
+    } else if FaultPoint::DESTROY.contains(&point) {
+        let _ = host.destroy(&id).await;
     } else {
         let name = std::env::var("WRENN_FAULT_TEMPLATE").unwrap();
         let _ = host.snapshot(&id, &name, false).await;
@@ -84,6 +88,32 @@ async fn agent_killed_during_create_leaves_nothing() {
             "{point:?}: a create that was never acknowledged is gone"
         );
         let dir = host.capsule_dir(&id);
+        assert!(!dir.exists(), "{point:?}: {} is left", dir.display());
+        assert!(!vmm_alive_in(&dir), "{point:?}: a VMM is left");
+        assert!(
+            network_leftovers(th.dir.path()).is_empty(),
+            "{point:?}: a network is left"
+        );
+        assert_eq!(host.capacity().await.unwrap().vcpus_used, 0);
+        drop(host);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn agent_killed_during_destroy_finishes_it_at_the_next_start() {
+    let th = TestHost::new();
+    for point in FaultPoint::DESTROY {
+        let host = th.open().await;
+        let cap = create(&host, "minimal").await;
+        let dir = host.capsule_dir(&cap.id);
+        host.release_channels();
+        drop(host);
+        run_child(&th, point, &cap.id, "");
+        let host = th.open().await;
+        assert!(
+            matches!(host.get(&cap.id).await, Err(HostError::NotFound(_))),
+            "{point:?}: a begun destroy is finished, not left stopping"
+        );
         assert!(!dir.exists(), "{point:?}: {} is left", dir.display());
         assert!(!vmm_alive_in(&dir), "{point:?}: a VMM is left");
         assert!(
