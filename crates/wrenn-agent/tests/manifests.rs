@@ -174,3 +174,40 @@ async fn a_capsule_of_another_driver_is_reported_and_left_alone() {
     // Neither adopted nor removed nor rewritten.
     assert_eq!(std::fs::read(dir.join("capsule.json")).unwrap(), text);
 }
+
+/// An upgrade brings another VMM version: a base template snapshot made by the old one is not
+/// restored (its device state may not load) but rebuilt, and creates keep working.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_base_template_of_another_vmm_version_is_rebuilt() {
+    let th = common::TestHost::with_own_templates();
+    let host = th.open().await;
+    host.prepare("minimal", 1, 512).await.unwrap();
+    let base = th.dir.path().join("templates/.base");
+    let dir = std::fs::read_dir(&base)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with("-1c512m"))
+        .expect("the booted base template");
+    let file = dir.join(SnapshotManifest::FILE);
+    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    let built_at = m["created_at"].clone();
+    m["vmm_version"] = "QEMU emulator version 7.2.0 (an older host)".into();
+    std::fs::write(&file, serde_json::to_vec(&m).unwrap()).unwrap();
+    drop(host);
+
+    let host = th.open().await;
+    let cap = common::create(&host, "minimal").await;
+    assert_eq!(cap.status, HostStatus::Running);
+    let now: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert_ne!(
+        now["vmm_version"], m["vmm_version"],
+        "the old snapshot was used"
+    );
+    assert_eq!(
+        now["vmm_version"].as_str(),
+        Some(host.vmm().identity().version.as_str())
+    );
+    assert!(now["created_at"].as_i64() >= built_at.as_i64());
+    host.destroy(&cap.id).await.unwrap();
+}

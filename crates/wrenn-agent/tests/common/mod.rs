@@ -56,6 +56,16 @@ impl TestHost {
         Self { dir }
     }
 
+    /// A host sharing the image cache but with templates of its own (a test that changes
+    /// base templates must not touch the shared ones).
+    pub fn with_own_templates() -> Self {
+        let th = Self::new();
+        let templates = th.dir.path().join("templates");
+        std::fs::remove_file(&templates).unwrap();
+        std::fs::create_dir(&templates).unwrap();
+        th
+    }
+
     pub fn config(&self) -> AgentConfig {
         AgentConfig::new(self.dir.path(), envd_binary())
     }
