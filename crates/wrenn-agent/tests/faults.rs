@@ -76,6 +76,23 @@ fn vmm_alive_in(dir: &std::path::Path) -> bool {
     !out.stdout.is_empty()
 }
 
+/// Asserts the host holds nothing of capsule `id`: unknown to it, no directory, no VMM, no
+/// network, no capacity held.
+async fn assert_nothing_left(th: &TestHost, host: &CapsuleManager, id: &str, what: &str) {
+    assert!(
+        matches!(host.get(id).await, Err(HostError::NotFound(_))),
+        "{what}: the capsule is still known"
+    );
+    let dir = host.capsule_dir(id);
+    assert!(!dir.exists(), "{what}: {} is left", dir.display());
+    assert!(!vmm_alive_in(&dir), "{what}: a VMM is left");
+    assert!(
+        network_leftovers(th.dir.path()).is_empty(),
+        "{what}: a network is left"
+    );
+    assert_eq!(host.capacity().await.unwrap().vcpus_used, 0, "{what}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn agent_killed_during_create_leaves_nothing() {
     let th = TestHost::new();
@@ -83,18 +100,13 @@ async fn agent_killed_during_create_leaves_nothing() {
         let id = new_id();
         run_child(&th, point, &id, "");
         let host = th.open().await;
-        assert!(
-            matches!(host.get(&id).await, Err(HostError::NotFound(_))),
-            "{point:?}: a create that was never acknowledged is gone"
-        );
-        let dir = host.capsule_dir(&id);
-        assert!(!dir.exists(), "{point:?}: {} is left", dir.display());
-        assert!(!vmm_alive_in(&dir), "{point:?}: a VMM is left");
-        assert!(
-            network_leftovers(th.dir.path()).is_empty(),
-            "{point:?}: a network is left"
-        );
-        assert_eq!(host.capacity().await.unwrap().vcpus_used, 0);
+        assert_nothing_left(
+            &th,
+            &host,
+            &id,
+            &format!("{point:?}: a create never acknowledged"),
+        )
+        .await;
         drop(host);
     }
 }
@@ -105,22 +117,11 @@ async fn agent_killed_during_destroy_finishes_it_at_the_next_start() {
     for point in FaultPoint::DESTROY {
         let host = th.open().await;
         let cap = create(&host, "minimal").await;
-        let dir = host.capsule_dir(&cap.id);
         host.release_channels();
         drop(host);
         run_child(&th, point, &cap.id, "");
         let host = th.open().await;
-        assert!(
-            matches!(host.get(&cap.id).await, Err(HostError::NotFound(_))),
-            "{point:?}: a begun destroy is finished, not left stopping"
-        );
-        assert!(!dir.exists(), "{point:?}: {} is left", dir.display());
-        assert!(!vmm_alive_in(&dir), "{point:?}: a VMM is left");
-        assert!(
-            network_leftovers(th.dir.path()).is_empty(),
-            "{point:?}: a network is left"
-        );
-        assert_eq!(host.capacity().await.unwrap().vcpus_used, 0);
+        assert_nothing_left(&th, &host, &cap.id, &format!("{point:?}: a begun destroy")).await;
         drop(host);
     }
 }

@@ -67,6 +67,19 @@ pub enum CreateError {
     Task(String),
 }
 
+impl From<LookupError> for CreateError {
+    /// A row gone while its create ran was destroyed meanwhile.
+    fn from(e: LookupError) -> Self {
+        match e {
+            LookupError::Store(s) => CreateError::Store(s),
+            LookupError::NotFound(id) => CreateError::Overtaken {
+                id,
+                status: CapsuleStatus::Stopped,
+            },
+        }
+    }
+}
+
 /// Errors of [`crate::core::Core::pause_capsule`] and [`crate::core::Core::resume_capsule`].
 #[derive(Debug, thiserror::Error)]
 pub enum TransitionError {

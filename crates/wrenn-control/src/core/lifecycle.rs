@@ -302,13 +302,7 @@ impl Core {
             Ok(Err(e)) => Err(CreateError::Task(e.to_string())),
             Err(_) => {
                 tracing::info!(capsule = %row.id, "create still running; answering starting");
-                self.reload(&row).await.map_err(|e| match e {
-                    LookupError::Store(s) => CreateError::Store(s),
-                    LookupError::NotFound(id) => CreateError::Overtaken {
-                        id,
-                        status: CapsuleStatus::Stopped,
-                    },
-                })
+                self.reload(&row).await.map_err(CreateError::from)
             }
         }?;
         Ok(Created { row, access_token })
@@ -333,23 +327,16 @@ impl Core {
         let created =
             tokio::time::timeout(self.config.host_op_timeout, self.host.create(req)).await;
         drop(reservation);
-        let lookup = |e: LookupError| match e {
-            LookupError::Store(s) => CreateError::Store(s),
-            LookupError::NotFound(id) => CreateError::Overtaken {
-                id,
-                status: CapsuleStatus::Stopped,
-            },
-        };
         match created {
             Ok(Ok(info)) => {
                 self.store_network_state(&info).await;
                 if self.store.start_if_starting(&row.id).await? {
-                    let new = self.reload(row).await.map_err(lookup)?;
+                    let new = self.reload(row).await?;
                     self.state_changed(&new, CapsuleStatus::Starting, CapsuleStatus::Running);
                     Ok(new)
                 } else {
                     // Deleted while it was being made: do not leave it on the host.
-                    let now = self.reload(row).await.map_err(lookup)?;
+                    let now = self.reload(row).await?;
                     tracing::info!(capsule = %row.id, status = %now.status, "capsule changed during create; destroying it");
                     match self.host.destroy(&row.id).await {
                         Ok(()) | Err(HostError::NotFound(_)) => {}
