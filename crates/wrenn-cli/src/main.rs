@@ -32,8 +32,10 @@ pub struct DataOpts {
 enum Command {
     /// Control plane + local host agent + store, on this machine.
     Server(server::ServerArgs),
-    /// Build guest images and template snapshots.
+    /// Templates: builds from recipes on a server, and local base images.
     Template {
+        #[command(flatten)]
+        opts: wrenn_client::ClientOpts,
         #[command(subcommand)]
         command: TemplateCommand,
     },
@@ -74,8 +76,9 @@ enum Command {
 
 #[derive(Subcommand)]
 enum TemplateCommand {
-    /// Builds the images of base templates and their snapshots (cached: a second run does nothing).
-    Build {
+    /// Prepares base templates on this machine: their images and boot snapshots (cached: a
+    /// second run does nothing). `wrenn server` does the same on first use.
+    Prepare {
         #[command(flatten)]
         data: DataOpts,
         /// The static envd binary to bake in (default: found next to this binary or in target/).
@@ -87,9 +90,11 @@ enum TemplateCommand {
         /// Memory of the template snapshot in MiB.
         #[arg(long, default_value_t = 512)]
         memory_mb: u32,
-        /// Templates to build (`minimal`, `python`); all when none.
+        /// Templates to prepare (`minimal`, `python`); all when none.
         templates: Vec<String>,
     },
+    #[command(flatten)]
+    Server(wrenn_client::TemplateCommand),
 }
 
 #[derive(Subcommand)]
@@ -182,8 +187,13 @@ async fn main() -> anyhow::Result<()> {
             0
         }
         Command::Template {
+            opts,
+            command: TemplateCommand::Server(command),
+        } => wrenn_client::run_template(&opts, command).await?,
+        Command::Template {
+            opts: _,
             command:
-                TemplateCommand::Build {
+                TemplateCommand::Prepare {
                     data,
                     envd,
                     vcpus,

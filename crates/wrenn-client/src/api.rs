@@ -11,8 +11,8 @@ use serde_json::Value;
 
 use crate::error::{ApiError, Result};
 use crate::types::{
-    BackgroundExec, Capsule, CreateCapsule, CreateSnapshot, ExecRequest, ExecResult, FileEntry,
-    Metrics, Process, Template,
+    BackgroundExec, Build, Capsule, CreateBuild, CreateCapsule, CreateSnapshot, ExecRequest,
+    ExecResult, FileEntry, Metrics, Process, Template,
 };
 use crate::urls::{segment, BaseUrl};
 
@@ -372,6 +372,44 @@ impl ApiClient {
     pub async fn delete_snapshot(&self, name: &str) -> Result<()> {
         self.no_content(Method::DELETE, &format!("/snapshots/{}", segment(name)))
             .await
+    }
+
+    /// `POST /v1/admin/templates/builds` (admin team only).
+    pub async fn create_build(&self, req: &CreateBuild) -> Result<Build> {
+        self.json(Method::POST, "/admin/templates/builds", Some(req))
+            .await
+    }
+
+    /// `GET /v1/admin/templates/builds`.
+    pub async fn list_builds(&self) -> Result<Vec<Build>> {
+        self.json(Method::GET, "/admin/templates/builds", None::<&()>)
+            .await
+    }
+
+    /// `GET /v1/admin/templates/builds/{id}`.
+    pub async fn get_build(&self, id: &str) -> Result<Build> {
+        let path = format!("/admin/templates/builds/{}", segment(id));
+        self.json(Method::GET, &path, None::<&()>).await
+    }
+
+    /// `POST /v1/admin/templates/builds/{id}/cancel`.
+    pub async fn cancel_build(&self, id: &str) -> Result<Build> {
+        let path = format!("/admin/templates/builds/{}/cancel", segment(id));
+        self.json(Method::POST, &path, None::<&()>).await
+    }
+
+    /// `GET /v1/admin/templates/builds/{id}/logs`: the Server-Sent Events answer, its body not
+    /// yet read.
+    pub async fn build_logs(&self, id: &str) -> Result<reqwest::Response> {
+        let path = format!("/admin/templates/builds/{}/logs", segment(id));
+        let (url, rb) = self.request(Method::GET, &path);
+        Self::send_streaming(&url, rb.header("Accept", "text/event-stream")).await
+    }
+
+    /// `DELETE /v1/admin/templates/{name}`: removes a built template.
+    pub async fn delete_built_template(&self, name: &str) -> Result<()> {
+        let path = format!("/admin/templates/{}", segment(name));
+        self.no_content(Method::DELETE, &path).await
     }
 }
 

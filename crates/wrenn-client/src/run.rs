@@ -32,6 +32,18 @@ pub async fn run_snapshot(opts: &ClientOpts, cmd: SnapshotCommand) -> anyhow::Re
     Ok(report(snapshot(opts, cmd).await))
 }
 
+/// Runs a `wrenn template …` command of a server (build, list, rm, builds, logs, cancel).
+pub async fn run_template(
+    opts: &ClientOpts,
+    cmd: crate::templates::TemplateCommand,
+) -> anyhow::Result<i32> {
+    let r = async {
+        let api = client(opts)?;
+        Ok::<_, CommandError>(crate::templates::run(&api, opts.json, cmd).await?)
+    };
+    Ok(report(r.await))
+}
+
 /// Runs `wrenn events`: prints the live event stream until Ctrl-C (exit code 0).
 pub async fn run_events(opts: &ClientOpts) -> anyhow::Result<i32> {
     let r = async {
@@ -54,6 +66,8 @@ enum CommandError {
     Cp(#[from] cp::CpError),
     #[error(transparent)]
     Events(#[from] events::EventsError),
+    #[error(transparent)]
+    Template(#[from] crate::templates::TemplateError),
     #[error("create: capsule {id} is {status}: {reason}")]
     CreateFailed {
         id: String,

@@ -266,6 +266,64 @@ pub struct CreateSnapshot {
     pub name: Option<String>,
 }
 
+/// Body of `POST /v1/admin/templates/builds`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct CreateBuild {
+    /// Name of the template to make.
+    pub name: String,
+    /// Recipe text; absent to build the recipe the server ships under `name`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recipe: Option<String>,
+    /// vCPUs of the build (and of capsules made from the template).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vcpus: Option<u32>,
+    /// Memory in MiB of the build (and of capsules made from the template).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_mb: Option<u32>,
+    /// Base64 of the tar archive of the files `COPY` takes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+}
+
+/// A template build.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Build {
+    /// `bld-…`.
+    pub id: String,
+    /// The template it makes.
+    pub name: String,
+    /// `queued`, `running`, `succeeded`, `failed` or `cancelled`.
+    pub status: String,
+    /// The step being run (from 1; 0 while the capsule boots).
+    #[serde(default)]
+    pub step: i64,
+    /// Steps in all.
+    #[serde(default)]
+    pub steps: i64,
+    /// What the current step does.
+    #[serde(default)]
+    pub phase: String,
+    /// Why it failed.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// RFC 3339 creation time.
+    #[serde(default)]
+    pub created_at: String,
+    /// RFC 3339 end time.
+    #[serde(default)]
+    pub finished_at: Option<String>,
+    /// Every other field the server sent.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl Build {
+    /// True once the build has ended.
+    pub fn is_final(&self) -> bool {
+        matches!(self.status.as_str(), "succeeded" | "failed" | "cancelled")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

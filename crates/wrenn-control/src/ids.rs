@@ -65,6 +65,20 @@ pub fn new_host_template_name() -> String {
     format!("tsnap-{}", random_alnum(20))
 }
 
+/// A fresh build id: `bld-` + 20 chars of `[0-9a-z]`.
+pub fn new_build_id() -> String {
+    format!("bld-{}", random_alnum(20))
+}
+
+/// True when `id` has the shape of a build id.
+pub fn is_build_id(id: &str) -> bool {
+    id.len() == 24
+        && id.starts_with("bld-")
+        && id[4..]
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
+}
+
 /// A fresh process tag.
 pub fn new_tag() -> String {
     format!("proc-{}", random_alnum(12))

@@ -33,8 +33,36 @@ pub fn apply(req: &RestoreRequest, set_clock: bool) -> ApiResult<()> {
         crate::net::write_resolv_conf(std::path::Path::new("/"), &req.nameservers)
             .map_err(|e| ApiError::io("write /etc/resolv.conf", e))?;
     }
+    if set_clock {
+        write_restore_id(std::path::Path::new(RESTORE_ID_PATH))
+            .map_err(|e| ApiError::io("write the restore id", e))?;
+    }
     tracing::info!(set_clock, entropy = req.entropy.len(), "restore applied");
     Ok(())
+}
+
+/// A file whose content (32 hex digits) changes at every restore: a process that keeps state
+/// derived from randomness (a language runtime's seeded generator, a cached UUID) compares it
+/// with the value it last saw to learn that it now runs in a new clone and must re-seed.
+pub const RESTORE_ID_PATH: &str = "/run/wrenn/restore-id";
+
+/// Writes a fresh random restore id to `path` (temp file, rename).
+fn write_restore_id(path: &std::path::Path) -> std::io::Result<()> {
+    let mut id = [0u8; 16];
+    getrandom_bytes(&mut id)?;
+    let text: String = id.iter().map(|b| format!("{b:02x}")).collect();
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, format!("{text}\n"))?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Fills `buf` from the kernel's (just re-seeded) random pool.
+fn getrandom_bytes(buf: &mut [u8]) -> std::io::Result<()> {
+    use std::io::Read;
+    std::fs::File::open("/dev/urandom")?.read_exact(buf)
 }
 
 fn add_entropy(bytes: &[u8]) -> std::io::Result<()> {
@@ -62,4 +90,23 @@ fn add_entropy(bytes: &[u8]) -> std::io::Result<()> {
     // SAFETY: argument-less ioctl; older kernels answer EINVAL, which is fine.
     let _ = unsafe { libc::ioctl(f.as_raw_fd(), RNDRESEEDCRNG as _) };
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_restore_writes_a_new_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run/wrenn/restore-id");
+        write_restore_id(&path).unwrap();
+        let first = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(first.trim().len(), 32, "{first:?}");
+        assert!(first.trim().chars().all(|c| c.is_ascii_hexdigit()));
+        write_restore_id(&path).unwrap();
+        let second = std::fs::read_to_string(&path).unwrap();
+        assert_ne!(first, second);
+        assert!(!path.with_extension("tmp").exists());
+    }
 }

@@ -8,8 +8,7 @@ use std::process::Command;
 use crate::error::{ApiError, ApiResult};
 use crate::users::{self, User};
 
-/// Default `PATH` of every process.
-pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub use wrenn_protocol::DEFAULT_PATH;
 
 /// What to start.
 #[derive(Debug, Clone, Default)]
@@ -44,6 +43,9 @@ pub fn command(spec: &Spec, ctty: bool) -> ApiResult<Command> {
         .env("LOGNAME", &user.name)
         .env("SHELL", &user.shell)
         .env("LANG", "C.UTF-8");
+    cmd.envs(template_env(std::path::Path::new(
+        wrenn_protocol::TEMPLATE_ENV_PATH,
+    )));
     cmd.envs(&spec.envs);
     let switch = user.uid != nix::unistd::geteuid().as_raw();
     let User {
@@ -70,6 +72,31 @@ pub fn command(spec: &Spec, ctty: bool) -> ApiResult<Command> {
         });
     }
     Ok(cmd)
+}
+
+/// The template's environment ([`wrenn_protocol::TEMPLATE_ENV_PATH`]): `KEY=VALUE` lines; a
+/// missing, unreadable or oversized file, blank lines and lines that are not a pair with a
+/// valid name give nothing.
+pub fn template_env(path: &std::path::Path) -> Vec<(String, String)> {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Vec::new();
+    };
+    if !meta.is_file() || meta.len() > wrenn_protocol::TEMPLATE_ENV_MAX_BYTES {
+        return Vec::new();
+    }
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|line| {
+            let (key, value) = line.split_once('=')?;
+            let mut chars = key.chars();
+            let first = chars.next()?;
+            let valid = (first.is_ascii_alphabetic() || first == '_')
+                && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+            valid.then(|| (key.to_owned(), value.to_owned()))
+        })
+        .collect()
 }
 
 /// The working directory: the requested one (absolute, an existing directory) or the user's
@@ -100,4 +127,33 @@ pub fn spawn_error(cmd: &str, e: std::io::Error) -> ApiError {
 pub fn kill_group(pgid: u32, sig: i32) {
     // SAFETY: plain syscall with integer arguments.
     let _ = unsafe { libc::kill(-(pgid as i32), sig) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn template_env_takes_valid_pairs_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("environment");
+        assert!(template_env(&path).is_empty(), "missing file");
+        std::fs::write(
+            &path,
+            "A=1\nPATH=/opt/bin:/usr/bin\n\nnot a pair\n1X=bad\nB=x=y\nC=\n",
+        )
+        .unwrap();
+        assert_eq!(
+            template_env(&path),
+            [
+                ("A".to_owned(), "1".to_owned()),
+                ("PATH".to_owned(), "/opt/bin:/usr/bin".to_owned()),
+                ("B".to_owned(), "x=y".to_owned()),
+                ("C".to_owned(), String::new()),
+            ]
+        );
+        let big = "A=".to_owned() + &"x".repeat(wrenn_protocol::TEMPLATE_ENV_MAX_BYTES as usize);
+        std::fs::write(&path, big).unwrap();
+        assert!(template_env(&path).is_empty(), "oversized file");
+    }
 }

@@ -15,9 +15,11 @@ use crate::tools::{self, CP, MKE2FS, MMDEBSTRAP};
 /// Bump when the tree recipe changes (options, hooks, files written into it).
 const TREE_BUILDER_VERSION: u32 = 1;
 /// Bump when the ext4 recipe changes.
-const IMAGE_BUILDER_VERSION: u32 = 2;
-/// Free space left in every image on top of its contents.
-const FREE_SPACE: u64 = 1 << 30;
+const IMAGE_BUILDER_VERSION: u32 = 3;
+/// Free space left in every image on top of its contents: room for a recipe build or a
+/// user's installs. The image is sparse and capsules write into overlays, so unused space
+/// costs nothing.
+const FREE_SPACE: u64 = 4 << 30;
 /// Where envd goes inside the guest.
 const ENVD_PATH: &str = "usr/local/bin/envd";
 /// Guest host name.

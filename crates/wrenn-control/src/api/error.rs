@@ -6,8 +6,9 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use wrenn_host::HostError;
 
+use crate::core::builds::context::ContextError;
 use crate::core::error::{
-    AdmissionError, CreateError, DeleteSnapshotError, DestroyError, ListTemplatesError,
+    AdmissionError, BuildError, CreateError, DeleteSnapshotError, DestroyError, ListTemplatesError,
     LookupError, NetworkError, SnapshotError, TransitionError,
 };
 use crate::store::StoreError;
@@ -223,6 +224,28 @@ impl From<NetworkError> for ApiError {
             NetworkError::Host(h) => h.into(),
             NetworkError::Lookup(l) => l.into(),
             NetworkError::Store(s) => s.into(),
+        }
+    }
+}
+
+impl From<BuildError> for ApiError {
+    fn from(e: BuildError) -> Self {
+        match e {
+            BuildError::InvalidName(_)
+            | BuildError::NoRecipe(_)
+            | BuildError::Recipe(_)
+            | BuildError::InvalidShape(_)
+            | BuildError::BaseNotFound(_) => ApiError::invalid(e.to_string()),
+            BuildError::Context(ContextError::TooLarge(_)) => ApiError::too_large(e.to_string()),
+            BuildError::Context(_) => ApiError::invalid(e.to_string()),
+            BuildError::BaseName(_) | BuildError::Busy(_) => ApiError::conflict(e.to_string()),
+            BuildError::NotFound(_) | BuildError::TemplateNotFound(_) => {
+                ApiError::not_found(e.to_string())
+            }
+            BuildError::Ended { .. } => ApiError::invalid_state(e.to_string()),
+            BuildError::Host(h) => h.into(),
+            BuildError::Store(s) => s.into(),
+            BuildError::Internal(_) => ApiError::internal(e.to_string()),
         }
     }
 }

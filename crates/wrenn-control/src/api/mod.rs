@@ -1,6 +1,7 @@
 //! The HTTP layer: parses requests, calls the lifecycle and the guest, shapes answers.
 //! One file per resource; this module assembles the router.
 
+pub mod builds;
 pub mod capsules;
 pub mod error;
 pub mod exec;
@@ -108,6 +109,29 @@ fn v1_routes() -> Table {
         .add("get", "/snapshots", get(snapshots::list))
         .add("delete", "/snapshots/{name}", delete(snapshots::delete))
         .add("get", "/events/stream", get(sse::stream))
+        .add(
+            "post",
+            "/admin/templates/builds",
+            post(builds::create).layer(DefaultBodyLimit::max(builds::BUILD_BODY_LIMIT)),
+        )
+        .add("get", "/admin/templates/builds", get(builds::list))
+        .add("get", "/admin/templates/builds/{id}", get(builds::get))
+        .add(
+            "post",
+            "/admin/templates/builds/{id}/cancel",
+            post(builds::cancel),
+        )
+        .add(
+            "get",
+            "/admin/templates/builds/{id}/logs",
+            get(builds::logs),
+        )
+        .add("get", "/admin/templates", get(builds::list_templates))
+        .add(
+            "delete",
+            "/admin/templates/{name}",
+            delete(builds::delete_template),
+        )
         .add("post", "/teams", post(teams::create))
         .add("get", "/teams", get(teams::list))
         .add("delete", "/teams/{name}", delete(teams::delete))

@@ -83,6 +83,7 @@ pub async fn list(
         .base
         .iter()
         .map(views::base_template)
+        .chain(found.built.iter().map(views::built_template))
         .chain(found.snapshots.iter().map(views::snapshot_template))
         .collect();
     Ok(Json(Value::Array(out)))

@@ -4,7 +4,7 @@ use serde_json::{json, Map, Value};
 use wrenn_host::{NetworkInfo, NetworkPolicy, TemplateInfo, TemplateKind};
 
 use crate::core::events::{CapsuleAction, Event, EventKind};
-use crate::store::{CapsuleRow, TemplateRow};
+use crate::store::{BuiltTemplateRow, CapsuleRow, TemplateRow};
 
 pub use crate::store::rfc3339;
 
@@ -84,6 +84,21 @@ pub fn base_template(t: &TemplateInfo) -> Value {
         "platform": true,
         "protected": true,
         "metadata": {},
+    })
+}
+
+/// A template made by a build: a base template to every team.
+pub fn built_template(t: &BuiltTemplateRow) -> Value {
+    json!({
+        "name": t.name,
+        "type": "base",
+        "vcpus": t.vcpus,
+        "memory_mb": t.memory_mb,
+        "size_bytes": t.size_bytes,
+        "created_at": rfc3339(t.created_at),
+        "platform": true,
+        "protected": true,
+        "metadata": {"build_id": t.build_id},
     })
 }
 

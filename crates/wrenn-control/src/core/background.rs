@@ -57,6 +57,10 @@ pub async fn reconcile(state: &Core) -> Result<(), crate::ControlError> {
     for id in held.keys().filter(|id| !known.contains(*id)) {
         tracing::warn!(capsule = %id, "host holds a capsule the store does not know; leaving it alone");
     }
+    // Builds cut short by the restart end failed, their capsules and half-made templates gone.
+    if let Err(e) = state.recover_builds().await {
+        tracing::warn!(error = %e, "could not clean up after interrupted builds");
+    }
     Ok(())
 }
 

@@ -246,3 +246,72 @@ pub enum ListTemplatesError {
     #[error(transparent)]
     Store(#[from] StoreError),
 }
+
+/// Errors of template builds ([`crate::core::builds`]).
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The template name breaks the naming rule.
+    #[error(
+        "bad template name {0:?}: lowercase letters, digits, '.', '_' and '-', 1 to 64 characters"
+    )]
+    InvalidName(String),
+    /// The name is one of the host's own base templates.
+    #[error("{0} is a built-in base template and cannot be rebuilt")]
+    BaseName(String),
+    /// No recipe given and none shipped under the name.
+    #[error("no recipe given, and Wrenn ships none named {0}")]
+    NoRecipe(String),
+    /// The recipe does not parse.
+    #[error("the recipe has errors:\n{0}")]
+    Recipe(wrenn_recipe::RecipeErrors),
+    /// The build context is unusable or lacks a `COPY` source.
+    #[error(transparent)]
+    Context(#[from] crate::core::builds::context::ContextError),
+    /// vCPUs or memory out of range.
+    #[error("{0}")]
+    InvalidShape(String),
+    /// The recipe's `FROM` names no base or built template.
+    #[error("base template {0} not found")]
+    BaseNotFound(String),
+    /// A build of that name runs already.
+    #[error("a build of {0} is already running")]
+    Busy(String),
+    /// No such build.
+    #[error("build {0} not found")]
+    NotFound(String),
+    /// The build has ended (nothing to cancel).
+    #[error("build {id} has already ended ({status})")]
+    Ended {
+        /// Build id.
+        id: String,
+        /// How it ended.
+        status: crate::core::builds::BuildStatus,
+    },
+    /// No built template of that name.
+    #[error("built template {0} not found")]
+    TemplateNotFound(String),
+    /// The host refused or failed.
+    #[error(transparent)]
+    Host(#[from] HostError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Something that should not fail did.
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// Errors that arise from a template-name lookup (host or store) become the caller's own.
+macro_rules! from_template_lookup {
+    ($($target:ident),*) => {$(
+        impl From<ListTemplatesError> for $target {
+            fn from(e: ListTemplatesError) -> Self {
+                match e {
+                    ListTemplatesError::Host(h) => $target::Host(h),
+                    ListTemplatesError::Store(s) => $target::Store(s),
+                }
+            }
+        }
+    )*};
+}
+from_template_lookup!(SnapshotError, DeleteSnapshotError);

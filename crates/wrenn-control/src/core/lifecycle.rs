@@ -9,7 +9,9 @@ use wrenn_host::{CapsuleInfo, CreateCapsule, HostError, NetworkInfo, NetworkPoli
 
 use crate::access::PortsMode;
 use crate::core::admission::Reservation;
-use crate::core::error::{CreateError, DestroyError, LookupError, NetworkError, TransitionError};
+use crate::core::error::{
+    CreateError, DestroyError, ListTemplatesError, LookupError, NetworkError, TransitionError,
+};
 use crate::core::events::{Actor, CapsuleAction, EventKind};
 use crate::core::status::CapsuleStatus;
 use crate::core::Core;
@@ -239,16 +241,23 @@ impl Core {
                 spec.memory_mb = u32::try_from(t.memory_mb).unwrap_or(spec.memory_mb);
                 t.host_name
             }
-            None => {
-                if !self
-                    .is_base_template(&spec.template)
-                    .await
-                    .map_err(CreateError::Host)?
-                {
-                    return Err(CreateError::TemplateNotFound(spec.template));
+            None => match self.store.built_template(&spec.template).await? {
+                Some(b) => {
+                    spec.vcpus = u32::try_from(b.vcpus).unwrap_or(spec.vcpus);
+                    spec.memory_mb = u32::try_from(b.memory_mb).unwrap_or(spec.memory_mb);
+                    b.host_name
                 }
-                spec.template.clone()
-            }
+                None => {
+                    if !self
+                        .is_host_base_template(&spec.template)
+                        .await
+                        .map_err(CreateError::Host)?
+                    {
+                        return Err(CreateError::TemplateNotFound(spec.template));
+                    }
+                    spec.template.clone()
+                }
+            },
         };
         let id = ids::new_capsule_id();
         let reservation = self
@@ -308,14 +317,11 @@ impl Core {
         Ok(Created { row, access_token })
     }
 
-    /// True when `name` is a base template of the host.
-    pub(crate) async fn is_base_template(&self, name: &str) -> Result<bool, HostError> {
-        Ok(self
-            .host
-            .templates()
-            .await?
-            .iter()
-            .any(|t| t.kind == wrenn_host::TemplateKind::Base && t.name == name))
+    /// True when `name` is a base template every team sees: one of the host's own or one
+    /// made by a build. Team snapshots may not take these names.
+    pub(crate) async fn is_base_template(&self, name: &str) -> Result<bool, ListTemplatesError> {
+        Ok(self.is_host_base_template(name).await?
+            || self.store.built_template(name).await?.is_some())
     }
 
     async fn finish_create(

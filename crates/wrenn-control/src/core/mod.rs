@@ -10,6 +10,7 @@
 pub mod activity;
 pub mod admission;
 pub mod background;
+pub mod builds;
 pub mod error;
 pub mod events;
 pub mod lifecycle;
@@ -50,6 +51,8 @@ pub struct CoreParts {
     pub activity: Activity,
     /// Create admission (capacity, concurrency).
     pub admission: Admission,
+    /// Template builds in progress.
+    pub builds: builds::Builds,
 }
 
 impl Core {
@@ -64,6 +67,7 @@ impl Core {
             events: Events::new(),
             telemetry: Telemetry::new(),
             admission,
+            builds: builds::Builds::new(),
         }))
     }
 

@@ -9,7 +9,7 @@ use crate::core::events::{Actor, EventKind};
 use crate::core::status::CapsuleStatus;
 use crate::core::Core;
 use crate::ids;
-use crate::store::TemplateRow;
+use crate::store::{BuiltTemplateRow, TemplateRow};
 
 /// A request to make a snapshot template from a running capsule.
 #[derive(Debug, Clone)]
@@ -36,6 +36,8 @@ pub struct TemplateFilter {
 pub struct Templates {
     /// The host's base templates.
     pub base: Vec<TemplateInfo>,
+    /// Templates made by builds (base templates to every team).
+    pub built: Vec<BuiltTemplateRow>,
     /// The team's snapshot templates.
     pub snapshots: Vec<TemplateRow>,
 }
@@ -175,6 +177,7 @@ impl Core {
                 .into_iter()
                 .filter(|t| t.kind == TemplateKind::Base)
                 .collect();
+            out.built = self.store.list_built_templates().await?;
         }
         if filter.snapshots {
             out.snapshots = self.store.list_templates(team_id).await?;

@@ -4,6 +4,7 @@
 //! driver; queries use `$n` placeholders, which both accept. Times are integers (unix
 //! milliseconds for capsules, unix seconds for samples).
 
+mod builds;
 mod capsules;
 mod keys;
 mod samples;
@@ -15,6 +16,7 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Connection};
 
+pub use builds::{BuildRow, BuiltTemplateRow, LogRow};
 pub use capsules::{CapsuleRow, NewCapsule};
 pub use keys::{KeyInfo, KeyWithTeam, Team, TeamInUse};
 pub use samples::{MetricSample, TeamSample};
@@ -69,6 +71,7 @@ impl<T> QueryContext<T> for Result<T, sqlx::Error> {
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/0001_init.sql")),
     (2, include_str!("../../migrations/0002_network_ports.sql")),
+    (3, include_str!("../../migrations/0003_builds.sql")),
 ];
 
 /// Handle on the database; cheap to clone.
