@@ -296,30 +296,36 @@ def start_server(wrapper: tuple[str, ...] = (), extra_env: dict[str, str] | None
 def server(request: pytest.FixtureRequest, test_host: testhost.TestHost) -> Iterable[Server]:
     """Starts `wrenn server` with a fresh data dir whose images/ is the shared image cache."""
     srv = start_server()
-    data, log_path = srv.data_dir, srv.log_path
     os.environ["WRENN_API_KEY"] = srv.key
     os.environ["WRENN_BASE_URL"] = srv.url
     os.environ.pop("WRENN_PROXY_DOMAIN", None)
     try:
         yield srv
     finally:
-        _destroy_everything(srv)
-        # Destroying every capsule must end every VMM and remove every capsule dir.
-        leaks = _leftovers(data)
-        _stop(srv.proc)
-        # VMMs are daemonized and outlive the server: end any this session left behind.
-        subprocess.run(["pkill", "-9", "-f", f"{data}/capsules/"], check=False)
-        failed = request.session.testsfailed > 0 or bool(leaks)
-        if failed:
-            capman = request.config.pluginmanager.getplugin("capturemanager")
-            with capman.global_and_fixture_disabled():
-                print(f"\n===== wrenn server log (tail of {log_path}) =====\n{srv.log_tail(300)}\n=====")
-        if not os.environ.get("WRENN_E2E_KEEP"):
-            shutil.rmtree(data, ignore_errors=True)
-            if not failed:
-                log_path.unlink(missing_ok=True)
-        if leaks:
-            pytest.fail(f"left behind after destroying every capsule: {leaks}")
+        stop_server(srv, request)
+
+
+def stop_server(srv: Server, request: pytest.FixtureRequest) -> None:
+    """Destroys every capsule of `srv`, stops it and removes its data dir; prints its log when a
+    test failed, and fails when destroying left a VMM, a capsule dir or a network behind."""
+    data, log_path = srv.data_dir, srv.log_path
+    _destroy_everything(srv)
+    # Destroying every capsule must end every VMM and remove every capsule dir.
+    leaks = _leftovers(data)
+    _stop(srv.proc)
+    # VMMs are daemonized and outlive the server: end any this session left behind.
+    subprocess.run(["pkill", "-9", "-f", f"{data}/capsules/"], check=False)
+    failed = request.session.testsfailed > 0 or bool(leaks)
+    if failed:
+        capman = request.config.pluginmanager.getplugin("capturemanager")
+        with capman.global_and_fixture_disabled():
+            print(f"\n===== wrenn server log (tail of {log_path}) =====\n{srv.log_tail(300)}\n=====")
+    if not os.environ.get("WRENN_E2E_KEEP"):
+        shutil.rmtree(data, ignore_errors=True)
+        if not failed:
+            log_path.unlink(missing_ok=True)
+    if leaks:
+        pytest.fail(f"left behind after destroying every capsule: {leaks}")
 
 
 @pytest.fixture(scope="session")

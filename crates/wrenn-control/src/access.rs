@@ -3,7 +3,8 @@
 //! A capsule's ports are `public` (anyone who knows the URL reaches them, like Wrenn's) or
 //! `private`: then a request needs the owning team's API key or the capsule's access token
 //! (a random secret shown once in the create answer; only its SHA-256 is stored). A key of
-//! another team is answered as if the capsule did not exist.
+//! another team is answered as if the capsule did not exist, in either mode: a request that
+//! carries an `X-API-Key` is always checked (401 for an invalid one).
 
 use serde::{Deserialize, Serialize};
 
@@ -73,20 +74,25 @@ impl AppState {
         row: &CapsuleRow,
         creds: &PortCredentials,
     ) -> Result<(), ApiError> {
-        if PortsMode::from_stored(&row.ports) == PortsMode::Public {
-            return Ok(());
-        }
-        if let Some(token) = &creds.access_token {
-            if token_matches(row, token) {
-                return Ok(());
+        let public = PortsMode::from_stored(&row.ports) == PortsMode::Public;
+        if !public {
+            if let Some(token) = &creds.access_token {
+                if token_matches(row, token) {
+                    return Ok(());
+                }
             }
         }
+        // A key that comes along is checked even where none is needed: a client (the SDK's
+        // code runner sends its key) never reaches another team's capsule by its URL.
         if let Some(key) = &creds.api_key {
             let auth = authenticate(self, key).await?;
             if auth.team_id == row.team_id {
                 return Ok(());
             }
             return Err(ApiError::not_found(format!("capsule {} not found", row.id)));
+        }
+        if public {
+            return Ok(());
         }
         if creds.access_token.is_some() {
             return Err(ApiError::unauthorized(format!(
