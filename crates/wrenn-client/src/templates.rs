@@ -413,7 +413,15 @@ mod tests {
         let mut names: Vec<String> = tar::Archive::new(&tar_bytes[..])
             .entries()
             .unwrap()
-            .map(|e| e.unwrap().path().unwrap().display().to_string())
+            .map(|e| {
+                e.unwrap()
+                    .path()
+                    .unwrap()
+                    .display()
+                    .to_string()
+                    .trim_end_matches('/')
+                    .to_owned()
+            })
             .collect();
         names.sort();
         assert_eq!(names, ["app", "app/lib", "app/lib/a.py", "notes.txt"]);

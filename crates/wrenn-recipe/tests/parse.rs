@@ -896,7 +896,7 @@ fn doc_blocks() -> Vec<String> {
 fn the_documented_example_parses() {
     let blocks = doc_blocks();
     let recipe = ok(&blocks[0]);
-    assert_eq!(recipe.base(), "python3.12");
+    assert_eq!(recipe.base(), "python");
     assert_eq!(recipe.steps.len(), 7);
     assert_eq!(
         recipe.copy_sources().collect::<Vec<_>>(),
