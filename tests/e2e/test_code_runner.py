@@ -1,7 +1,7 @@
 """The SDK's code runner against `code-runner-beta`, built here from the recipe Wrenn ships.
 
-The template is built once for the module by `wrenn template build code-runner-beta` on a
-server of its own: its build installs Debian packages, so that server's capsules ask the host's
+The template is built once for the module, on first use (a create of it starts the build of the
+shipped recipe), on a server of its own: its build installs Debian packages, so that server's capsules ask the host's
 own resolvers (the only traffic that leaves the machine is that package download, from the
 Debian registry). The SDK reaches Jupyter through the port URLs `8888-<id>.localhost:<port>`,
 which the host resolves to the loopback address with nss-myhostname, as any program on a
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
 import socket
 import subprocess
 import time
@@ -52,8 +53,15 @@ def runner(request):
         port = srv.url.rsplit(":", 1)[1]
         base_url = f"http://localhost:{port}"
         started = time.monotonic()
+        # First use: the create starts the build of the shipped recipe and says so.
+        first = httpx.post(f"{srv.url}/v1/capsules", headers={"X-API-Key": srv.key},
+                           json={"template": "code-runner-beta"}, timeout=60)
+        assert first.status_code == 503, first.text
+        message = first.json()["error"]["message"]
+        assert "being built" in message, message
+        build_id = re.search(r"bld-[0-9a-z]{20}", message).group(0)
         build = subprocess.run(
-            [str(wrenn_binary()), "template", "build", "code-runner-beta"],
+            [str(wrenn_binary()), "template", "logs", build_id],
             env={"PATH": "/usr/bin:/bin", "WRENN_BASE_URL": srv.url, "WRENN_API_KEY": srv.key},
             capture_output=True, text=True, timeout=BUILD_TIMEOUT,
         )

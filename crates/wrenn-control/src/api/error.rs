@@ -178,6 +178,9 @@ impl From<CreateError> for ApiError {
         match e {
             CreateError::InvalidPolicy(_) => ApiError::invalid(e.to_string()),
             CreateError::TemplateNotFound(_) => ApiError::not_found(e.to_string()),
+            CreateError::TemplateBuilding { .. }
+            | CreateError::TemplateBuildFailed { .. }
+            | CreateError::FirstUseBuild { .. } => ApiError::unavailable(e.to_string()),
             CreateError::Admission(a) => a.into(),
             CreateError::Overtaken { .. } => ApiError::invalid_state(e.to_string()),
             CreateError::Timeout(_) => ApiError::unavailable(e.to_string()),

@@ -42,6 +42,38 @@ pub enum CreateError {
     /// No base template or team snapshot of that name.
     #[error("template {0} not found")]
     TemplateNotFound(String),
+    /// The template is one Wrenn ships a recipe for, and it is not built yet: its build runs.
+    #[error(
+        "template {template} is being built from the recipe Wrenn ships (build {build_id}); \
+         creates of it work once the build succeeds (follow it: wrenn template logs {build_id})"
+    )]
+    TemplateBuilding {
+        /// Template name.
+        template: String,
+        /// The build.
+        build_id: String,
+    },
+    /// The template's first-use build failed a short while ago.
+    #[error(
+        "template {template} is not built: its build {build_id} failed ({error}); \
+         retry with wrenn template build {template}"
+    )]
+    TemplateBuildFailed {
+        /// Template name.
+        template: String,
+        /// The build.
+        build_id: String,
+        /// Why it failed.
+        error: String,
+    },
+    /// Starting the template's build failed.
+    #[error("template {template} could not be built: {source}")]
+    FirstUseBuild {
+        /// Template name.
+        template: String,
+        /// Why.
+        source: Box<BuildError>,
+    },
     /// Admission refused it.
     #[error(transparent)]
     Admission(#[from] AdmissionError),

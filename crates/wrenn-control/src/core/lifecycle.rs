@@ -253,7 +253,7 @@ impl Core {
                         .await
                         .map_err(CreateError::Host)?
                     {
-                        return Err(CreateError::TemplateNotFound(spec.template));
+                        return Err(self.first_use(spec.template).await);
                     }
                     spec.template.clone()
                 }
@@ -315,6 +315,28 @@ impl Core {
             }
         }?;
         Ok(Created { row, access_token })
+    }
+
+    /// The answer to a create of a template that does not exist: its first-use build when
+    /// Wrenn ships a recipe of that name, else not found.
+    async fn first_use(&self, template: String) -> CreateError {
+        use crate::core::builds::FirstUse;
+        match self.build_on_first_use(&template).await {
+            Ok(None) => CreateError::TemplateNotFound(template),
+            Ok(Some(FirstUse::Building(build_id))) => CreateError::TemplateBuilding {
+                template,
+                build_id,
+            },
+            Ok(Some(FirstUse::Failed { id, error })) => CreateError::TemplateBuildFailed {
+                template,
+                build_id: id,
+                error,
+            },
+            Err(e) => CreateError::FirstUseBuild {
+                template,
+                source: Box::new(e),
+            },
+        }
     }
 
     /// True when `name` is a base template every team sees: one of the host's own or one

@@ -128,6 +128,17 @@ impl Store {
         .ctx("list builds")
     }
 
+    /// The newest build of a template name.
+    pub async fn latest_build(&self, name: &str) -> Result<Option<BuildRow>, StoreError> {
+        sqlx::query_as::<_, BuildRow>(&format!(
+            "SELECT {BUILD_COLS} FROM builds WHERE name = $1 ORDER BY created_at DESC, id LIMIT 1"
+        ))
+        .bind(name)
+        .fetch_optional(self.pool())
+        .await
+        .ctx("read latest build")
+    }
+
     /// Builds that have not ended (queued or running).
     pub async fn unfinished_builds(&self) -> Result<Vec<BuildRow>, StoreError> {
         sqlx::query_as::<_, BuildRow>(&format!(

@@ -362,6 +362,59 @@ impl Core {
         Ok(())
     }
 
+    /// A create asked for `name`, which no template has: when Wrenn ships a recipe of that
+    /// name, its build is started (as the admin team) unless one runs or failed lately, and
+    /// the create is told to come back ([`FirstUse`]). `None` for any other name.
+    ///
+    /// Boxed: a build creates a capsule, and a create may start a build; the box breaks that
+    /// cycle of future types.
+    pub fn build_on_first_use<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<Option<FirstUse>, BuildError>> {
+        Box::pin(self.first_use_build(name))
+    }
+
+    async fn first_use_build(&self, name: &str) -> Result<Option<FirstUse>, BuildError> {
+        if shipped::recipe(name).is_none() {
+            return Ok(None);
+        }
+        if let Some(last) = self.store.latest_build(name).await? {
+            if !last.status.is_final() {
+                return Ok(Some(FirstUse::Building(last.id)));
+            }
+            let recent = now_ms() - last.finished_at.unwrap_or(0) < FIRST_USE_RETRY_AFTER_MS;
+            if last.status == BuildStatus::Failed && recent {
+                return Ok(Some(FirstUse::Failed {
+                    id: last.id,
+                    error: last.error.unwrap_or_default(),
+                }));
+            }
+        }
+        let Some(admin) = self.store.team_by_name(crate::keys::ADMIN_TEAM).await? else {
+            return Err(BuildError::Internal("the admin team is missing".into()));
+        };
+        let spec = BuildSpec {
+            name: name.to_owned(),
+            recipe: None,
+            vcpus: None,
+            memory_mb: None,
+            context: None,
+        };
+        match self
+            .start_build(&admin.id, &Actor::system("first use"), spec)
+            .await
+        {
+            Ok(row) => Ok(Some(FirstUse::Building(row.id))),
+            // Another create started it a moment ago.
+            Err(BuildError::Busy(_)) => match self.store.latest_build(name).await? {
+                Some(b) => Ok(Some(FirstUse::Building(b.id))),
+                None => Err(BuildError::Busy(name.to_owned())),
+            },
+            Err(e) => Err(e),
+        }
+    }
+
     /// True when `name` is one of the host's own base templates (`minimal`, `python`).
     pub(crate) async fn is_host_base_template(&self, name: &str) -> Result<bool, HostError> {
         Ok(self
@@ -371,6 +424,24 @@ impl Core {
             .iter()
             .any(|t| t.kind == wrenn_host::TemplateKind::Base && t.name == name))
     }
+}
+
+/// How long after a failed first-use build a create reports that failure instead of starting
+/// another build.
+pub const FIRST_USE_RETRY_AFTER_MS: i64 = 10 * 60 * 1000;
+
+/// What a create of a shipped template that is not built yet learns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FirstUse {
+    /// Its build runs (this one started it, or another did).
+    Building(String),
+    /// Its latest build failed a short while ago.
+    Failed {
+        /// The build.
+        id: String,
+        /// Why.
+        error: String,
+    },
 }
 
 /// A build's log as [`Core::follow_build_log`] gives it.
