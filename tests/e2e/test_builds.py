@@ -79,17 +79,27 @@ def _assert_nothing_left(server, admin: httpx.Client, build: dict, name: str, be
 
 
 def _log_text(admin: httpx.Client, build_id: str) -> list[dict]:
+    """The whole log of an ended build."""
+    return _log_entries(admin, build_id, timeout=120)
+
+
+def _log_entries(admin: httpx.Client, build_id: str, timeout: float) -> list[dict]:
+    """The log entries the stream gives until its `end` event, or until it is quiet for
+    `timeout` s (a running build)."""
     entries = []
-    with admin.stream("GET", f"/v1/admin/templates/builds/{build_id}/logs") as r:
-        assert r.status_code == 200
-        event = ""
-        for line in r.iter_lines():
-            if line.startswith("event:"):
-                event = line.split(":", 1)[1].strip()
-            elif line.startswith("data:") and event == "log":
-                entries.append(json.loads(line.split(":", 1)[1]))
-            elif line.startswith("data:") and event == "end":
-                break
+    try:
+        with admin.stream("GET", f"/v1/admin/templates/builds/{build_id}/logs", timeout=timeout) as r:
+            assert r.status_code == 200
+            event = ""
+            for line in r.iter_lines():
+                if line.startswith("event:"):
+                    event = line.split(":", 1)[1].strip()
+                elif line.startswith("data:") and event == "log":
+                    entries.append(json.loads(line.split(":", 1)[1]))
+                elif line.startswith("data:") and event == "end":
+                    break
+    except httpx.ReadTimeout:
+        pass
     return entries
 
 
@@ -176,13 +186,7 @@ def test_a_cancelled_build_leaves_nothing(server):
     name = unique("cancel")
     before = _host_templates(server)
     with _admin(server) as admin:
-        r = admin.post("/v1/admin/templates/builds", json={
-            "name": name, "recipe": "RUN echo started; sleep 600\n",
-        })
-        assert r.status_code == 202, r.text
-        bid = r.json()["id"]
-        wait_until(lambda: any(e["text"] == "started\n" for e in _partial_log(admin, bid)), 300,
-                   interval=1, what="the step to start")
+        bid = _start_sleeping_build(admin, name)
         assert admin.post(f"/v1/admin/templates/builds/{bid}/cancel").status_code == 202
         build = _wait_ended(admin, bid, 120)
         assert build["status"] == "cancelled", build
@@ -192,33 +196,28 @@ def test_a_cancelled_build_leaves_nothing(server):
         assert again.status_code == 409 and again.json()["error"]["code"] == "invalid_state"
 
 
+def _start_sleeping_build(admin: httpx.Client, name: str) -> str:
+    """Starts a build whose one step sleeps and waits until that step runs; its id."""
+    r = admin.post("/v1/admin/templates/builds", json={
+        "name": name, "recipe": "RUN echo started; sleep 600\n",
+    })
+    assert r.status_code == 202, r.text
+    bid = r.json()["id"]
+    wait_until(lambda: any(e["text"] == "started\n" for e in _partial_log(admin, bid)), 300,
+               interval=1, what="the step to start")
+    return bid
+
+
 def _partial_log(admin: httpx.Client, build_id: str) -> list[dict]:
-    """The log entries so far, read from a stream that is cut after a moment."""
-    entries = []
-    try:
-        with admin.stream("GET", f"/v1/admin/templates/builds/{build_id}/logs", timeout=3) as r:
-            event = ""
-            for line in r.iter_lines():
-                if line.startswith("event:"):
-                    event = line.split(":", 1)[1].strip()
-                elif line.startswith("data:") and event == "log":
-                    entries.append(json.loads(line.split(":", 1)[1]))
-    except httpx.ReadTimeout:
-        pass
-    return entries
+    """The log entries so far of a running build."""
+    return _log_entries(admin, build_id, timeout=3)
 
 
 def test_a_restart_during_a_build_fails_it_and_cleans_up(server):
     name = unique("restart")
     before = _host_templates(server)
     with _admin(server) as admin:
-        r = admin.post("/v1/admin/templates/builds", json={
-            "name": name, "recipe": "RUN echo started; sleep 600\n",
-        })
-        assert r.status_code == 202, r.text
-        bid = r.json()["id"]
-        wait_until(lambda: any(e["text"] == "started\n" for e in _partial_log(admin, bid)), 300,
-                   interval=1, what="the step to start")
+        bid = _start_sleeping_build(admin, name)
     server.restart(hard=True)
     with _admin(server) as admin:
         build = admin.get(f"/v1/admin/templates/builds/{bid}").json()

@@ -113,28 +113,18 @@ pub enum EventsError {
 /// Prints the stream until Ctrl-C (exit code 0) or until it breaks.
 pub async fn run(api: &ApiClient, json: bool) -> Result<i32, EventsError> {
     let resp = api.events_stream().await?;
-    let url = api.base().api("/events/stream");
-    let mut body = resp.bytes_stream();
-    let mut parser = SseParser::default();
+    let mut reader = SseReader::new(resp, api.base().api("/events/stream"));
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     loop {
-        let chunk = tokio::select! {
+        let events = tokio::select! {
             _ = &mut ctrl_c => return Ok(0),
-            c = body.next() => c,
+            e = reader.next() => e?,
         };
-        let chunk = match chunk {
-            None => return Err(EventsError::Closed),
-            Some(Err(e)) => {
-                return Err(ApiError::Stream {
-                    url,
-                    source: e.without_url(),
-                }
-                .into())
-            }
-            Some(Ok(c)) => c,
+        let Some(events) = events else {
+            return Err(EventsError::Closed);
         };
-        for ev in parser.push(&chunk) {
+        for ev in events {
             let v: Value = serde_json::from_str(&ev.data).unwrap_or(Value::String(ev.data));
             let connected = v["event"] == "connected";
             let line = if json {
@@ -152,6 +142,37 @@ pub async fn run(api: &ApiClient, json: bool) -> Result<i32, EventsError> {
                 Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(0),
                 Err(e) => return Err(e.into()),
             }
+        }
+    }
+}
+
+/// Server-Sent Events read from a streaming answer, chunk by chunk.
+pub struct SseReader {
+    body: futures::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
+    parser: SseParser,
+    url: String,
+}
+
+impl SseReader {
+    /// Reads the events of `resp` (the answer of `url`).
+    pub fn new(resp: reqwest::Response, url: String) -> Self {
+        Self {
+            body: resp.bytes_stream().boxed(),
+            parser: SseParser::default(),
+            url,
+        }
+    }
+
+    /// The events the next chunk completes (maybe none); `None` once the server closed the
+    /// stream. Cancel-safe: nothing read is lost when the future is dropped.
+    pub async fn next(&mut self) -> Result<Option<Vec<SseEvent>>, ApiError> {
+        match self.body.next().await {
+            None => Ok(None),
+            Some(Err(e)) => Err(ApiError::Stream {
+                url: self.url.clone(),
+                source: e.without_url(),
+            }),
+            Some(Ok(chunk)) => Ok(Some(self.parser.push(&chunk))),
         }
     }
 }

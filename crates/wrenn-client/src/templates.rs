@@ -6,12 +6,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
-use futures::StreamExt;
 use serde_json::Value;
 
 use crate::api::ApiClient;
 use crate::error::ApiError;
-use crate::events::SseParser;
+use crate::events::SseReader;
 use crate::table::{render, short_time};
 use crate::types::{Build, CreateBuild};
 
@@ -307,13 +306,12 @@ async fn follow(api: &ApiClient, id: &str, cancel_on_ctrl_c: bool) -> Result<i32
     let url = api
         .base()
         .api(&format!("/admin/templates/builds/{id}/logs"));
-    let mut body = resp.bytes_stream();
-    let mut parser = SseParser::default();
+    let mut reader = SseReader::new(resp, url);
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     let mut cancelling = false;
     loop {
-        let chunk = tokio::select! {
+        let events = tokio::select! {
             _ = &mut ctrl_c, if !cancelling => {
                 if !cancel_on_ctrl_c {
                     return Ok(130);
@@ -325,20 +323,12 @@ async fn follow(api: &ApiClient, id: &str, cancel_on_ctrl_c: bool) -> Result<i32
                 }
                 continue;
             }
-            c = body.next() => c,
+            e = reader.next() => e?,
         };
-        let chunk = match chunk {
-            None => return Err(TemplateError::Closed(id.to_owned())),
-            Some(Err(e)) => {
-                return Err(ApiError::Stream {
-                    url,
-                    source: e.without_url(),
-                }
-                .into())
-            }
-            Some(Ok(c)) => c,
+        let Some(events) = events else {
+            return Err(TemplateError::Closed(id.to_owned()));
         };
-        for ev in parser.push(&chunk) {
+        for ev in events {
             let v: Value = serde_json::from_str(&ev.data).unwrap_or(Value::Null);
             match ev.event.as_str() {
                 "log" => print_entry(&v)?,

@@ -76,6 +76,7 @@ use std::time::Duration;
 
 pub use error::{ErrorKind, RecipeError, RecipeErrors};
 pub use parse::parse;
+pub use path::context_path;
 
 /// The largest recipe accepted, in bytes (1 MiB).
 pub const MAX_RECIPE_BYTES: usize = 1 << 20;

@@ -545,21 +545,7 @@ fn is_env_key(key: &str) -> bool {
 fn unquote_env_value(value: &str) -> Result<String, &'static str> {
     let mut unquoted = String::with_capacity(value.len());
     let mut chars = value.chars().skip(1);
-    loop {
-        match chars.next() {
-            None => return Err("unterminated double quote"),
-            Some('"') => break,
-            Some('\\') => match chars.next() {
-                None => return Err("unterminated double quote"),
-                Some(c @ ('"' | '\\')) => unquoted.push(c),
-                Some(c) => {
-                    unquoted.push('\\');
-                    unquoted.push(c);
-                }
-            },
-            Some(c) => unquoted.push(c),
-        }
-    }
+    crate::words::take_double_quoted(&mut chars, &mut unquoted)?;
     if chars.next().is_some() {
         return Err("text after the closing double quote (a quoted value must be quoted whole)");
     }

@@ -19,8 +19,9 @@ pub(crate) fn resolve(base: &str, path: &str) -> String {
 }
 
 /// A `COPY` source normalised as a path relative to the build context (`.` for the context
-/// itself), or why it is not one.
-pub(crate) fn context_path(path: &str) -> Result<String, &'static str> {
+/// itself), or why it is not one. The rule of every path inside a build context: the entries
+/// of a context archive are held to it too.
+pub fn context_path(path: &str) -> Result<String, &'static str> {
     if path.is_empty() {
         return Err("is empty");
     }

@@ -37,21 +37,7 @@ pub(crate) fn split(s: &str) -> Result<Vec<String>, &'static str> {
             }
             '"' => {
                 in_word = true;
-                loop {
-                    match chars.next() {
-                        None => return Err("unterminated double quote"),
-                        Some('"') => break,
-                        Some('\\') => match chars.next() {
-                            None => return Err("unterminated double quote"),
-                            Some(c @ ('"' | '\\')) => word.push(c),
-                            Some(c) => {
-                                word.push('\\');
-                                word.push(c);
-                            }
-                        },
-                        Some(c) => word.push(c),
-                    }
-                }
+                take_double_quoted(&mut chars, &mut word)?;
             }
             '\\' => {
                 in_word = true;
@@ -88,6 +74,29 @@ pub(crate) fn quote(word: &str) -> String {
     }
     quoted.push('\'');
     quoted
+}
+
+/// Reads a double-quoted text whose opening quote is already taken, up to and with its closing
+/// quote, into `out`: `\"` and `\\` are a quote and a backslash, any other backslash stays.
+pub(crate) fn take_double_quoted(
+    chars: &mut impl Iterator<Item = char>,
+    out: &mut String,
+) -> Result<(), &'static str> {
+    loop {
+        match chars.next() {
+            None => return Err("unterminated double quote"),
+            Some('"') => return Ok(()),
+            Some('\\') => match chars.next() {
+                None => return Err("unterminated double quote"),
+                Some(c @ ('"' | '\\')) => out.push(c),
+                Some(c) => {
+                    out.push('\\');
+                    out.push(c);
+                }
+            },
+            Some(c) => out.push(c),
+        }
+    }
 }
 
 #[cfg(test)]

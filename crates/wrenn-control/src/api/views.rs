@@ -74,31 +74,44 @@ pub fn snapshot_template(t: &TemplateRow) -> Value {
 
 /// A base template of the host.
 pub fn base_template(t: &TemplateInfo) -> Value {
-    json!({
-        "name": t.name,
-        "type": "base",
-        "vcpus": t.vcpus,
-        "memory_mb": t.memory_mb,
-        "size_bytes": t.size_bytes,
-        "created_at": rfc3339_secs(t.created_at),
-        "platform": true,
-        "protected": true,
-        "metadata": {},
-    })
+    platform_template(
+        &t.name,
+        (i64::from(t.vcpus), i64::from(t.memory_mb)),
+        t.size_bytes,
+        rfc3339_secs(t.created_at),
+        json!({}),
+    )
 }
 
 /// A template made by a build: a base template to every team.
 pub fn built_template(t: &BuiltTemplateRow) -> Value {
+    platform_template(
+        &t.name,
+        (t.vcpus, t.memory_mb),
+        u64::try_from(t.size_bytes).unwrap_or(0),
+        rfc3339(t.created_at),
+        json!({"build_id": t.build_id}),
+    )
+}
+
+/// The template object of a base template (every team's, protected).
+fn platform_template(
+    name: &str,
+    (vcpus, memory_mb): (i64, i64),
+    size_bytes: u64,
+    created_at: String,
+    metadata: Value,
+) -> Value {
     json!({
-        "name": t.name,
+        "name": name,
         "type": "base",
-        "vcpus": t.vcpus,
-        "memory_mb": t.memory_mb,
-        "size_bytes": t.size_bytes,
-        "created_at": rfc3339(t.created_at),
+        "vcpus": vcpus,
+        "memory_mb": memory_mb,
+        "size_bytes": size_bytes,
+        "created_at": created_at,
         "platform": true,
         "protected": true,
-        "metadata": {"build_id": t.build_id},
+        "metadata": metadata,
     })
 }
 

@@ -323,10 +323,9 @@ impl Core {
         use crate::core::builds::FirstUse;
         match self.build_on_first_use(&template).await {
             Ok(None) => CreateError::TemplateNotFound(template),
-            Ok(Some(FirstUse::Building(build_id))) => CreateError::TemplateBuilding {
-                template,
-                build_id,
-            },
+            Ok(Some(FirstUse::Building(build_id))) => {
+                CreateError::TemplateBuilding { template, build_id }
+            }
             Ok(Some(FirstUse::Failed { id, error })) => CreateError::TemplateBuildFailed {
                 template,
                 build_id: id,

@@ -232,26 +232,12 @@ fn join(dir: &str, rel: &str) -> String {
 }
 
 /// A normalised relative path (`a/b`), `.` for the root; `None` for one that is absolute or
-/// climbs out with `..`, or holds a NUL.
+/// climbs out with `..`, or holds a NUL (the recipe's rule for `COPY` sources).
 fn normalise(raw: &str) -> Option<String> {
-    if raw.starts_with('/') || raw.contains('\0') {
+    if raw.contains('\0') {
         return None;
     }
-    let mut parts: Vec<&str> = Vec::new();
-    for part in raw.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop()?;
-            }
-            p => parts.push(p),
-        }
-    }
-    if parts.is_empty() {
-        Some(".".to_owned())
-    } else {
-        Some(parts.join("/"))
-    }
+    wrenn_recipe::context_path(raw).ok()
 }
 
 #[cfg(test)]
