@@ -186,8 +186,8 @@ def _spawn(binary: Path, data: Path, port: int, log_path: Path, wrapper: tuple[s
     settings) in its own session, appending its output to `log_path`."""
     # The capsules' DNS forwarders ask the test host's resolver: no query leaves the machine.
     # Idle guests cost little CPU: the host hands out 32 vCPUs, so 20 capsules fit at once.
-    env = dict(os.environ, WRENN_DIR=str(data), WRENN_DNS_SERVERS=testhost.IP, WRENN_VCPUS_TOTAL="32",
-               **(extra_env or {}))
+    env = dict(os.environ, WRENN_DIR=str(data), WRENN_DNS_SERVERS=testhost.IP, WRENN_VCPUS_TOTAL="32")
+    env.update(extra_env or {})
     env.pop("WRENN_API_KEY", None)
     with open(log_path, "ab") as log:
         return subprocess.Popen(

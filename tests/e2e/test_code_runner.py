@@ -193,7 +193,8 @@ def test_async_client_and_the_deprecated_import_path(runner):
         import importlib
         import wrenn.code_interpreter as old
         importlib.reload(old)
-    assert any(issubclass(w.category, DeprecationWarning) for w in caught)
+    assert any(issubclass(w.category, FutureWarning) and "code_interpreter" in str(w.message) for w in caught)
+    assert old.Capsule is code_runner.Capsule
     c = old.Capsule(api_key=srv.key, base_url=base_url, wait=True)
     try:
         assert c.run_code("print(2 + 2)").logs.stdout == ["4\n"]
