@@ -181,7 +181,16 @@ async fn oversized_bodies_and_urls_get_json_errors(db: Db) {
         .send()
         .await
         .unwrap();
+    // The body was refused unread: the answer says the connection ends, so no client reuses
+    // it for a request that would then fail.
+    assert_eq!(
+        r.headers().get("connection").and_then(|v| v.to_str().ok()),
+        Some("close")
+    );
     assert_error(r, 413, "too_large").await;
+    // The next request on the same client goes through.
+    let after = s.req(Method::GET, "/v1/capsules").send().await.unwrap();
+    assert_eq!(after.status(), 200);
     // A 100 KB URL: hyper refuses it before routing; the answer is still JSON.
     let mut c = TcpStream::connect(addr(&s)).await.unwrap();
     let req = format!(

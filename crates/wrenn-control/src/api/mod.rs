@@ -216,7 +216,20 @@ const MAX_REWRITTEN_MESSAGE: usize = 512;
 /// is not JSON (the rejections of axum's and tower's own extractors and layers, such as a body
 /// over the limit) is replaced by `{"error":{"code","message"}}`, its text kept as the message.
 async fn json_errors(req: Request, next: Next) -> Response {
-    let resp = next.run(req).await;
+    let mut resp = errors_as_json(next.run(req).await).await;
+    if resp.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        // The request body was refused unread, so the connection cannot carry another request:
+        // say so, or a client reuses it and its next request fails as the server closes it.
+        resp.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
+    resp
+}
+
+/// An error answer whose body is not JSON, rewritten in the contract's shape.
+async fn errors_as_json(resp: Response) -> Response {
     let status = resp.status();
     let is_json = resp
         .headers()

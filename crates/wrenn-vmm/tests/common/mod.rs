@@ -129,9 +129,12 @@ pub fn fixture_with(accel: Accel) -> Fixture {
 /// Tick numbers printed so far, in log order.
 pub fn ticks(log: &Path) -> Vec<u64> {
     let text = String::from_utf8_lossy(&std::fs::read(log).unwrap_or_default()).into_owned();
+    // A kernel message on the same serial console can land in front of a tick on its line.
     text.lines()
-        .filter_map(|l| l.trim_end_matches('\r').strip_prefix("tick "))
-        .filter_map(|n| n.trim().parse().ok())
+        .filter_map(|l| {
+            let (_, rest) = l.trim_end_matches('\r').rsplit_once("tick ")?;
+            rest.trim().parse().ok()
+        })
         .collect()
 }
 
