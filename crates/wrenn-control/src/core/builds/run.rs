@@ -663,13 +663,11 @@ impl Runner {
                 "the build capsule is no longer running".into(),
             ));
         }
+        // Not cancellable: the host finishes a snapshot it started whatever its caller does,
+        // so a cancel is honoured once the snapshot is there to be removed (below).
         let after = self.core.config.host_op_timeout;
-        let made = self
-            .guard(tokio::time::timeout(
-                after,
-                self.core.host.snapshot(&capsule, &host_name, false),
-            ))
-            .await?;
+        let made =
+            tokio::time::timeout(after, self.core.host.snapshot(&capsule, &host_name, false)).await;
         let _ = self
             .core
             .store
@@ -684,6 +682,9 @@ impl Runner {
                 )))
             }
         };
+        if self.handles.cancel.is_cancelled() {
+            return Err(Stop::Cancelled);
+        }
         let row = BuiltTemplateRow {
             name: self.build.name.clone(),
             host_name: host_name.clone(),
