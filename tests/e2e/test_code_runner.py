@@ -73,6 +73,12 @@ def runner(request):
         print(f"code-runner-beta built in {time.monotonic() - started:.0f} s")
         yield srv, base_url
     finally:
+        # The server's templates/ is the shared test cache: the built template must not stay.
+        try:
+            httpx.delete(f"{srv.url}/v1/admin/templates/code-runner-beta",
+                         headers={"X-API-Key": srv.key}, timeout=120)
+        except httpx.HTTPError:
+            pass
         stop_server(srv, request)
 
 
