@@ -229,7 +229,7 @@ impl Runner {
                     held.forwarders.push(f);
                 }
             }
-            self.check_started(&envd).await?;
+            self.check_started(&envd, step).await?;
         }
         let final_ctx = Context {
             env,
@@ -245,7 +245,7 @@ impl Runner {
         step += 1;
         self.begin_step(step, "snapshot").await?;
         self.guard(tokio::time::sleep(SETTLE)).await?;
-        self.check_started(&envd).await?;
+        self.check_started(&envd, step).await?;
         for f in held.forwarders.drain(..) {
             f.abort();
         }
@@ -458,11 +458,7 @@ impl Runner {
                     modified_at: None,
                     create_parents: Some(true),
                 };
-                let body = futures::stream::once(futures::future::ready(Ok::<_, std::io::Error>(
-                    Bytes::from(data.clone()),
-                )))
-                .boxed();
-                self.guard(envd.write_file(&p.dest, opts, body))
+                self.guard(envd.write_file(&p.dest, opts, one_chunk(data.clone())))
                     .await?
                     .map_err(|e| Stop::Failed(format!("COPY to {}: {e}", p.dest)))?;
                 files += 1;
@@ -521,8 +517,9 @@ impl Runner {
         }))
     }
 
-    /// Fails when a START process has exited: its template would lack it.
-    async fn check_started(&self, envd: &EnvdClient) -> Result<(), Stop> {
+    /// Fails when a START process of the steps up to `step` has exited: its template would
+    /// lack it.
+    async fn check_started(&self, envd: &EnvdClient, step: i64) -> Result<(), Stop> {
         let starts: Vec<i64> = self
             .recipe
             .steps
@@ -534,7 +531,6 @@ impl Runner {
         if starts.is_empty() {
             return Ok(());
         }
-        let step = self.current_step().await;
         let running = self.guard(envd.list_processes()).await??;
         for s in starts.into_iter().filter(|s| *s <= step) {
             let tag = start_tag(s);
@@ -603,7 +599,7 @@ impl Runner {
                     "healthcheck failed {failures} times in a row after the start period ({why})"
                 )));
             }
-            self.check_started(envd).await?;
+            self.check_started(envd, step).await?;
             self.guard(tokio::time::sleep(hc.interval)).await?;
         }
     }
@@ -625,11 +621,7 @@ impl Runner {
             modified_at: None,
             create_parents: Some(true),
         };
-        let body = futures::stream::once(futures::future::ready(Ok::<_, std::io::Error>(
-            Bytes::from(text),
-        )))
-        .boxed();
-        self.guard(envd.write_file(wrenn_protocol::TEMPLATE_ENV_PATH, opts, body))
+        self.guard(envd.write_file(wrenn_protocol::TEMPLATE_ENV_PATH, opts, one_chunk(text)))
             .await??;
         Ok(())
     }
@@ -755,6 +747,13 @@ pub async fn clean_up(core: &Core, row: &BuildRow, log: &BuildLog) {
             }
         }
     }
+}
+
+/// A file body of one chunk, for [`EnvdClient::write_file`].
+fn one_chunk(
+    bytes: impl Into<Bytes>,
+) -> futures::stream::BoxStream<'static, Result<Bytes, std::io::Error>> {
+    futures::stream::once(futures::future::ready(Ok(bytes.into()))).boxed()
 }
 
 /// Tag of the START process of `step`.
