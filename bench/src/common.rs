@@ -38,6 +38,32 @@ pub async fn open(
         .context("opening the host agent")
 }
 
+/// A second manager over the same images and templates with networking off (its data dir is
+/// `<data dir>-nonet`). Capsules it makes have no network backend, so baselines can restore
+/// their state with QEMU alone.
+pub async fn open_without_network(data_dir: &Path, envd: &Path) -> anyhow::Result<CapsuleManager> {
+    let dir = data_dir.with_file_name(format!(
+        "{}-nonet",
+        data_dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("bench")
+    ));
+    std::fs::create_dir_all(&dir)?;
+    for sub in ["images", "templates"] {
+        let link = dir.join(sub);
+        if !link.exists() {
+            std::os::unix::fs::symlink(data_dir.join(sub), &link)
+                .with_context(|| format!("linking {}", link.display()))?;
+        }
+    }
+    let mut cfg = AgentConfig::new(&dir, envd);
+    cfg.network = None;
+    CapsuleManager::open(cfg)
+        .await
+        .context("opening the agent without networking")
+}
+
 /// A fresh capsule id.
 pub fn new_id() -> String {
     let s: String = (0..25)
@@ -97,4 +123,91 @@ pub fn ms(d: Duration) -> String {
 /// MiB with one decimal.
 pub fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64)
+}
+
+/// The `p` quantile (0.0–1.0) of durations, nearest rank.
+pub fn percentile(v: &[Duration], p: f64) -> Duration {
+    let mut v = v.to_vec();
+    v.sort();
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v.get(i).copied().unwrap_or_default()
+}
+
+/// The memory file and disk of the `minimal` base template snapshot of `memory_mb` (1 vCPU):
+/// what every create from it copies or clones.
+pub fn base_template_files(
+    mgr: &CapsuleManager,
+    data_dir: &Path,
+    memory_mb: u32,
+) -> anyhow::Result<[PathBuf; 2]> {
+    let shape = format!("-1c{memory_mb}m");
+    let dir = std::fs::read_dir(data_dir.join("templates/.base"))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().ends_with(&shape))
+        })
+        .with_context(|| format!("no base template of shape {shape}"))?;
+    Ok([dir.join("memory"), dir.join(mgr.vmm().disk_name())])
+}
+
+/// Copies (or clones, where the file system shares extents) `files` into `into`, the way a
+/// create does; returns whether the extents were cloned.
+pub fn copy_like_create(files: &[PathBuf], into: &Path) -> anyhow::Result<bool> {
+    let mut cloned = false;
+    for f in files {
+        let to = into.join(f.file_name().unwrap_or_default());
+        if wrenn_durable::clone_or_copy(f, &to)? == wrenn_durable::CopyHow::Cloned {
+            cloned = true;
+        }
+    }
+    Ok(cloned)
+}
+
+/// Host memory of one VMM process, from `/proc/PID/status` and `/proc/PID/smaps_rollup`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct VmmMemory {
+    /// Resident set size.
+    pub rss: u64,
+    /// Resident anonymous memory: QEMU itself, its TCG translation cache included.
+    pub anon: u64,
+    /// Resident file-backed and shared memory: the guest's RAM pages of its memory file in
+    /// the page cache, and QEMU's binaries.
+    pub file: u64,
+    /// Proportional set size: pages shared with other processes (binaries, shared page
+    /// cache) divided among them.
+    pub pss: u64,
+}
+
+impl VmmMemory {
+    /// Reads the figures of process `pid`.
+    pub fn of(pid: u32) -> anyhow::Result<VmmMemory> {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))?;
+        let field = |text: &str, name: &str| -> u64 {
+            text.lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+                * 1024
+        };
+        Ok(VmmMemory {
+            rss: field(&status, "VmRSS:"),
+            anon: field(&status, "RssAnon:"),
+            file: field(&status, "RssFile:") + field(&status, "RssShmem:"),
+            pss: field(&rollup, "Pss:"),
+        })
+    }
+
+    /// The sum of two readings.
+    pub fn plus(self, o: VmmMemory) -> VmmMemory {
+        VmmMemory {
+            rss: self.rss + o.rss,
+            anon: self.anon + o.anon,
+            file: self.file + o.file,
+            pss: self.pss + o.pss,
+        }
+    }
 }

@@ -15,7 +15,10 @@ use wrenn_images::{BaseTemplate, ImageStore};
 use wrenn_vmm::qemu::{Qemu, QemuVm};
 use wrenn_vmm::VmSpec;
 
-use crate::common::{create, median, mib, ms, sh};
+use crate::common::{
+    base_template_files, copy_like_create, create, median, mib, ms, open_without_network, sh,
+    VmmMemory,
+};
 
 struct Row {
     mem: u32,
@@ -28,6 +31,10 @@ struct Row {
     touched: u64,
     on_disk: u64,
     classic_bytes: u64,
+    /// QEMU restoring the paused capsule alone, until QMP answers (no wait for the guest).
+    resume_floor: Duration,
+    /// The template's files copied (or cloned) the way a create does.
+    copy: Duration,
 }
 
 /// Runs the lifecycle benchmark and prints its table.
@@ -39,6 +46,10 @@ pub async fn run(
     reps: usize,
 ) -> anyhow::Result<()> {
     println!("accelerator: {}", mgr.vmm().identity().accel);
+    // The baselines restore the capsule's state with QEMU alone, which needs a state saved
+    // without a network backend; what networking adds is the `network` benchmark's figure.
+    let mgr = &open_without_network(data_dir, envd).await?;
+    println!("networking: off (see `wrenn-bench network` for what it adds)");
     let mut rows = Vec::new();
     for &mem in sizes {
         eprintln!("== {mem} MiB: preparing the template snapshot");
@@ -72,6 +83,9 @@ pub async fn run(
             resumes.push(t.elapsed());
         }
         mgr.pause(&id).await?;
+        eprintln!("== {mem} MiB: floors of resume and create");
+        let resume_floor = restore_floor(mgr, &id, mem, reps).await?;
+        let copy = copy_step(mgr, data_dir, mem)?;
         eprintln!("== {mem} MiB: classic migration baseline");
         let (classic_save, classic_restore, classic_bytes) =
             classic_baseline(mgr, &id, mem).await?;
@@ -87,6 +101,8 @@ pub async fn run(
             touched,
             on_disk,
             classic_bytes,
+            resume_floor,
+            copy,
         });
     }
     println!();
@@ -112,6 +128,38 @@ pub async fn run(
             mib(r.classic_bytes),
         );
     }
+    println!();
+    println!("floors: QEMU alone restoring the state until QMP answers (the guest not waited for); create's floor adds the template's files copied as a create does");
+    println!(
+        "{:>8} | {:>9} {:>12} {:>6} | {:>10} {:>10} {:>12} {:>6} | {:>12}",
+        "memory",
+        "resume",
+        "floor",
+        "ratio",
+        "create",
+        "copy step",
+        "floor",
+        "ratio",
+        "create/cold"
+    );
+    for r in &rows {
+        let create_floor = r.copy + r.resume_floor;
+        println!(
+            "{:>5} MiB | {:>9} {:>12} {:>6.2} | {:>10} {:>10} {:>12} {:>6.2} | {:>12.3}",
+            r.mem,
+            ms(r.resume),
+            ms(r.resume_floor),
+            r.resume.as_secs_f64() / r.resume_floor.as_secs_f64(),
+            ms(r.create),
+            ms(r.copy),
+            ms(create_floor),
+            r.create.as_secs_f64() / create_floor.as_secs_f64(),
+            r.create.as_secs_f64() / r.cold.as_secs_f64(),
+        );
+    }
+    println!(
+        "(aims: resume and create at most 1.5 x their floors, create at most 0.05 of a cold boot)"
+    );
     if let (Some(small), Some(big)) = (rows.first(), rows.last()) {
         println!(
             "resume at {} MiB / resume at {} MiB: {:.2}",
@@ -165,21 +213,15 @@ async fn cold_boot(
     Ok(took)
 }
 
-/// The same (paused) capsule restored by the benchmark, saved with QEMU's classic migration
-/// (every RAM page into the file) and restored from it with `-incoming`.
-async fn classic_baseline(
-    mgr: &CapsuleManager,
-    id: &str,
-    mem: u32,
-) -> anyhow::Result<(Duration, Duration, u64)> {
+/// QEMU and the VM spec of paused capsule `id`, for baselines that drive QEMU directly.
+fn direct_qemu(mgr: &CapsuleManager, id: &str, mem: u32) -> anyhow::Result<(Qemu, VmSpec)> {
     let dir = mgr.capsule_dir(id);
     let manifest = CapsuleManifest::load(&dir.join("capsule.json"))?;
-    // The classic migration is QEMU's own: this baseline drives QEMU directly.
-    let id = mgr.vmm().identity();
+    let ident = mgr.vmm().identity();
     let qemu = Qemu::new(
         "qemu-system-x86_64".into(),
-        id.accel.parse()?,
-        id.version.clone(),
+        ident.accel.parse()?,
+        ident.version.clone(),
     );
     let spec = VmSpec {
         dir: dir.clone(),
@@ -195,6 +237,57 @@ async fn classic_baseline(
             backend: wrenn_vmm::NicBackend::None,
         }),
     };
+    Ok((qemu, spec))
+}
+
+/// The floor of a resume: QEMU started with `-incoming defer`, the device state of paused
+/// capsule `id` loaded, until QMP answers; the guest is neither run nor waited for (its vCPUs
+/// stay stopped, so the memory file is untouched). Median of `reps`.
+async fn restore_floor(
+    mgr: &CapsuleManager,
+    id: &str,
+    mem: u32,
+    reps: usize,
+) -> anyhow::Result<Duration> {
+    let (qemu, spec) = direct_qemu(mgr, id, mem)?;
+    let state = spec.dir.join("snapshot/state");
+    let mut times = Vec::new();
+    for _ in 0..reps.max(1) {
+        let t = Instant::now();
+        let vm = QemuVm::restore_stopped(&qemu, &spec, &state).await?;
+        vm.status().await?;
+        times.push(t.elapsed());
+        vm.kill().await?;
+    }
+    Ok(median(times))
+}
+
+/// The copy step of a create alone: the template's memory and disk copied (or cloned) into a
+/// scratch dir on the data dir's file system, median of 3.
+fn copy_step(mgr: &CapsuleManager, data_dir: &Path, mem: u32) -> anyhow::Result<Duration> {
+    let files = base_template_files(mgr, data_dir, mem)?;
+    let scratch = data_dir.join("bench-copy");
+    let mut times = Vec::new();
+    for _ in 0..3 {
+        let _ = std::fs::remove_dir_all(&scratch);
+        std::fs::create_dir_all(&scratch)?;
+        let t = Instant::now();
+        copy_like_create(&files, &scratch)?;
+        times.push(t.elapsed());
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    Ok(median(times))
+}
+
+/// The same (paused) capsule restored by the benchmark, saved with QEMU's classic migration
+/// (every RAM page into the file) and restored from it with `-incoming`.
+async fn classic_baseline(
+    mgr: &CapsuleManager,
+    id: &str,
+    mem: u32,
+) -> anyhow::Result<(Duration, Duration, u64)> {
+    let (qemu, spec) = direct_qemu(mgr, id, mem)?;
+    let dir = spec.dir.clone();
     let vm = QemuVm::restore(&qemu, &spec, &dir.join("snapshot/state"))
         .await
         .context("restoring for the baseline")?;
@@ -235,17 +328,9 @@ async fn idle_memory(mgr: &CapsuleManager) -> anyhow::Result<()> {
     let mut total = 0;
     for id in &ids {
         let pid = mgr.vmm_pid(id).await?.context("no VMM")?;
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-        let field = |name: &str| -> u64 {
-            status
-                .lines()
-                .find(|l| l.starts_with(name))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0)
-                * 1024
-        };
-        let (rss, anon, file) = (field("VmRSS:"), field("RssAnon:"), field("RssFile:"));
+        let VmmMemory {
+            rss, anon, file, ..
+        } = VmmMemory::of(pid)?;
         total += rss;
         println!(
             "{id:>28} {:>11} {:>11} {:>14}",

@@ -7,6 +7,8 @@
 //!   throughput over the channel vs a plain `cat` pipe on the host.
 //! - `clones`: N creates from one template on XFS with reflink (extents shared) beside the
 //!   data dir's file system (a sparse copy each): latency and the disk the clones take.
+//! - `scaling`: create latency with 0, 5 and 10 capsules running, create to first exec step by
+//!   step, N creates at once, host memory of N idle capsules from one template vs N × one.
 //! - `network`: TCP throughput guest → test host vs host → test host; create and resume with
 //!   networking on vs off.
 
@@ -15,6 +17,7 @@ mod clones;
 mod common;
 mod lifecycle;
 mod network;
+mod scaling;
 
 use clap::{Parser, Subcommand};
 
@@ -64,6 +67,15 @@ enum What {
         #[arg(long, default_value_t = 10)]
         count: usize,
     },
+    /// Cost as the work grows: creates under load, first exec, creates at once, idle memory.
+    Scaling {
+        /// Capsules running at the highest load level, created at once, and held idle.
+        #[arg(long, default_value_t = 10)]
+        count: usize,
+        /// Creates per load level and create-to-first-exec runs (p50/p99 and medians).
+        #[arg(long, default_value_t = 10)]
+        reps: usize,
+    },
     /// Capsule networking: throughput to a test host, and what it adds to create and resume.
     Network {
         /// MiB sent over TCP.
@@ -103,6 +115,7 @@ async fn main() -> anyhow::Result<()> {
             )
             .await
         }
+        What::Scaling { count, reps } => scaling::run(&mgr, count, reps).await,
         What::Network { mib, reps } => network::run(&mgr, &args.data_dir, &envd, mib, reps).await,
     }
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
-use wrenn_agent::{AgentConfig, CapsuleManager};
+use wrenn_agent::CapsuleManager;
 use wrenn_host::HostApi;
 
 use crate::common::{self, median, ms};
@@ -124,30 +124,6 @@ async fn host_to_test_host(mib: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A second manager over the same images and templates with networking off.
-async fn open_without_network(data_dir: &Path, envd: &Path) -> anyhow::Result<CapsuleManager> {
-    let dir = data_dir.with_file_name(format!(
-        "{}-nonet",
-        data_dir
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("bench")
-    ));
-    std::fs::create_dir_all(&dir)?;
-    for sub in ["images", "templates"] {
-        let link = dir.join(sub);
-        if !link.exists() {
-            std::os::unix::fs::symlink(data_dir.join(sub), &link)
-                .with_context(|| format!("linking {}", link.display()))?;
-        }
-    }
-    let mut cfg = AgentConfig::new(&dir, envd);
-    cfg.network = None;
-    CapsuleManager::open(cfg)
-        .await
-        .context("opening the agent without networking")
-}
-
 /// Median create and resume times of `reps` capsules.
 async fn lifecycle_times(
     mgr: &CapsuleManager,
@@ -200,7 +176,7 @@ pub async fn run(
     }
 
     let (create_on, resume_on) = lifecycle_times(mgr, reps).await?;
-    let nonet = open_without_network(data_dir, envd).await?;
+    let nonet = common::open_without_network(data_dir, envd).await?;
     let (create_off, resume_off) = lifecycle_times(&nonet, reps).await?;
 
     println!("## Network ({mib} MiB over TCP to a test host; median of {reps} creates and resumes at 256 MiB)\n");

@@ -18,17 +18,30 @@ pub(crate) async fn sync_guest(
     timeout: Duration,
     nameservers: Vec<String>,
 ) -> Result<EnvdClient> {
-    let envd = EnvdClient::connect(socket, timeout).await?;
+    let started = std::time::Instant::now();
+    // The restore answers with envd's health: one request instead of a health check first.
+    let envd = EnvdClient::open(socket, timeout).await?;
+    let connected = started.elapsed();
     let unix_time_ns = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as i64);
     let entropy: Vec<u8> = (0..64).map(|_| rand::random::<u8>()).collect();
-    envd.restore(RestoreRequest {
-        unix_time_ns,
-        entropy,
-        nameservers,
-    })
-    .await?;
+    let health = tokio::time::timeout(
+        timeout.max(Duration::from_secs(1)),
+        envd.restore(RestoreRequest {
+            unix_time_ns,
+            entropy,
+            nameservers,
+        }),
+    )
+    .await
+    .map_err(|_| wrenn_envd_client::EnvdError::Timeout(timeout))??;
+    wrenn_envd_client::check_protocol(&health)?;
+    tracing::debug!(
+        connect_ms = connected.as_secs_f64() * 1000.0,
+        total_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "guest synced after restore"
+    );
     Ok(envd)
 }
 

@@ -63,7 +63,8 @@ impl Drop for LinkChannel {
 impl LinkChannel {
     /// Connects the socket, opens a link session and an HTTP/2 connection over it.
     pub(crate) async fn open(socket: &Path, timeout: Duration) -> Result<Arc<Self>, EnvdError> {
-        let deadline = tokio::time::Instant::now() + timeout;
+        let started = tokio::time::Instant::now();
+        let deadline = started + timeout;
         let stream = loop {
             match tokio::net::UnixStream::connect(socket).await {
                 Ok(s) => break s,
@@ -76,6 +77,7 @@ impl LinkChannel {
                 Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
             }
         };
+        let socket_ms = started.elapsed().as_secs_f64() * 1000.0;
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         let (link, io) = host::connect(stream, left.max(Duration::from_millis(100)))
             .await
@@ -83,6 +85,7 @@ impl LinkChannel {
                 wrenn_protocol::link::LinkError::NoAck(_) => EnvdError::Timeout(timeout),
                 e => EnvdError::Channel(e.to_string()),
             })?;
+        let link_ms = started.elapsed().as_secs_f64() * 1000.0;
         let (send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
             .initial_stream_window_size(H2_STREAM_WINDOW)
             .initial_connection_window_size(H2_CONN_WINDOW)
@@ -90,6 +93,12 @@ impl LinkChannel {
             .handshake::<_, ReqBody>(TokioIo::new(io))
             .await
             .map_err(|e| EnvdError::Channel(format!("http/2 handshake: {e}")))?;
+        tracing::debug!(
+            socket_ms,
+            link_ms,
+            http2_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "agent channel open"
+        );
         let driver = tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!("envd connection ended: {e}");

@@ -94,28 +94,40 @@ fn pty_error(message: String) -> Option<PtyEvent> {
     None
 }
 
+/// Refuses an envd that speaks another protocol than this host.
+pub fn check_protocol(health: &Health) -> Result<(), EnvdError> {
+    if health.protocol != wrenn_protocol::PROTOCOL_VERSION {
+        return Err(EnvdError::Protocol(format!(
+            "envd {} speaks protocol {}, this host speaks {}",
+            health.version,
+            health.protocol,
+            wrenn_protocol::PROTOCOL_VERSION
+        )));
+    }
+    Ok(())
+}
+
 impl EnvdClient {
     /// Connects to envd through a Unix socket (the VMM's agent-port socket, or envd's
     /// `--listen-unix` socket in tests), retrying until `timeout`, and checks its health.
     pub async fn connect(socket: &Path, timeout: Duration) -> Result<Self, EnvdError> {
         let deadline = Instant::now() + timeout;
-        let link = LinkChannel::open(socket, timeout).await?;
-        let client = Self { channel: link };
+        let client = Self::open(socket, timeout).await?;
         let left = deadline
             .saturating_duration_since(Instant::now())
             .max(Duration::from_secs(1));
         let health = tokio::time::timeout(left, client.health())
             .await
             .map_err(|_| EnvdError::Timeout(timeout))??;
-        if health.protocol != wrenn_protocol::PROTOCOL_VERSION {
-            return Err(EnvdError::Protocol(format!(
-                "envd {} speaks protocol {}, this host speaks {}",
-                health.version,
-                health.protocol,
-                wrenn_protocol::PROTOCOL_VERSION
-            )));
-        }
+        check_protocol(&health)?;
         Ok(client)
+    }
+
+    /// Connects like [`EnvdClient::connect`] without the health check: for a host whose
+    /// first request answers the same (a restore), which then calls [`check_protocol`].
+    pub async fn open(socket: &Path, timeout: Duration) -> Result<Self, EnvdError> {
+        let link = LinkChannel::open(socket, timeout).await?;
+        Ok(Self { channel: link })
     }
 
     /// A client over a channel a host handed out (no health check: the host checked).
@@ -440,14 +452,23 @@ impl EnvdClient {
         conn::json(&*self.channel, Method::GET, routes::METRICS, None::<&()>).await
     }
 
-    /// After a restore: sets the clock and re-seeds the random pool.
-    pub async fn restore(&self, req: RestoreRequest) -> Result<(), EnvdError> {
-        conn::unit(
+    /// After a restore: sets the clock, re-seeds the random pool and sets the nameservers;
+    /// answers envd's health (its version and protocol).
+    pub async fn restore(&self, req: RestoreRequest) -> Result<Health, EnvdError> {
+        let resp = conn::send(
             &*self.channel,
             Method::POST,
             routes::RESTORE,
             json_body(Some(&req))?,
         )
-        .await
+        .await?;
+        let answer = conn::collect_limited(resp.into_body(), 64 << 10, routes::RESTORE).await?;
+        if answer.is_empty() {
+            // An older envd answers a restore without a body (a snapshot keeps the envd it
+            // was made with): ask for its health.
+            return self.health().await;
+        }
+        serde_json::from_slice(&answer)
+            .map_err(|e| EnvdError::Protocol(format!("{}: {e}", routes::RESTORE)))
     }
 }

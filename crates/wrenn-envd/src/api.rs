@@ -96,10 +96,15 @@ fn spec_of(req: &ExecRequest) -> Spec {
 }
 
 async fn health() -> Json<Health> {
-    Json(Health {
+    Json(this_envd())
+}
+
+/// The version and protocol of this envd.
+fn this_envd() -> Health {
+    Health {
         version: env!("CARGO_PKG_VERSION").into(),
         protocol: wrenn_protocol::PROTOCOL_VERSION,
-    })
+    }
 }
 
 async fn exec_collect(body: Bytes) -> ApiResult<Response> {
@@ -267,10 +272,12 @@ async fn metrics(State(app): State<AppState>) -> Response {
     Json(app.metrics.read()).into_response()
 }
 
-async fn restore_state(State(app): State<AppState>, body: Bytes) -> ApiResult<StatusCode> {
+/// Applies the host's clock, entropy and nameservers after a restore, and answers what
+/// `health` does, so a host that just restored the guest needs one request, not two.
+async fn restore_state(State(app): State<AppState>, body: Bytes) -> ApiResult<Json<Health>> {
     let req: RestoreRequest = json(&body)?;
     restore::apply(&req, app.is_init)?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(Json(this_envd()))
 }
 
 async fn port_tunnel(Path(port): Path<u16>, body: Body) -> ApiResult<Response> {

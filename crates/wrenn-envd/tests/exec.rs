@@ -236,3 +236,20 @@ async fn output_past_the_limit_is_drained_and_flagged() {
     assert_eq!(exact.stdout.len(), limit);
     assert!(!exact.stdout_truncated);
 }
+
+#[tokio::test]
+async fn a_restore_answers_with_envd_health() {
+    // A host that just restored a guest makes one request; its answer is what /health says.
+    let envd = Envd::start();
+    let client = envd.client().await;
+    let health = client
+        .restore(wrenn_protocol::RestoreRequest {
+            unix_time_ns: 0,
+            entropy: Vec::new(),
+            nameservers: Vec::new(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(health, client.health().await.unwrap());
+    assert_eq!(health.protocol, wrenn_protocol::PROTOCOL_VERSION);
+}

@@ -25,6 +25,8 @@ fn kind() -> impl Strategy<Value = FrameKind> {
         Just(FrameKind::Data),
         Just(FrameKind::Echo),
         Just(FrameKind::EchoReply),
+        Just(FrameKind::Discard),
+        Just(FrameKind::Fill),
     ]
 }
 

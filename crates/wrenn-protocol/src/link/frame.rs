@@ -27,7 +27,18 @@ pub enum FrameKind {
     Echo = 4,
     /// Guest → host: the echoed payload.
     EchoReply = 5,
+    /// Either way: bytes the receiver drops unread (the port's raw bulk throughput, framing
+    /// alone on top).
+    Discard = 6,
+    /// Host → guest: a nonce and a byte count ([`FILL_COUNT`] bytes); the guest sends that
+    /// many bytes (at most [`FILL_MAX`]) in DISCARD frames, then an ECHO_REPLY with the nonce.
+    Fill = 7,
 }
+
+/// Payload of a FILL frame: nonce u64 LE · byte count u64 LE.
+pub const FILL_COUNT: usize = 16;
+/// Most bytes one FILL frame may ask for.
+pub const FILL_MAX: u64 = 1 << 30;
 
 impl FrameKind {
     fn from_u8(b: u8) -> Option<Self> {
@@ -37,6 +48,8 @@ impl FrameKind {
             3 => Self::Data,
             4 => Self::Echo,
             5 => Self::EchoReply,
+            6 => Self::Discard,
+            7 => Self::Fill,
             _ => return None,
         })
     }

@@ -1,5 +1,6 @@
 //! Guest side of the link: answers HELLO with ACK, binds one HTTP/2 connection to the
-//! current session, drops DATA of other sessions and echoes ECHO frames.
+//! current session, drops DATA of other sessions, echoes ECHO frames, drops DISCARD frames and
+//! answers FILL with bulk bytes (the port's raw throughput for benchmarks).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -9,8 +10,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream
 use tokio::sync::mpsc;
 use tokio::task::{AbortHandle, JoinHandle};
 
-use super::frame::{Frame, FrameDecoder, FrameKind, MAX_PAYLOAD};
-use super::writer::{write_loop, Outgoing};
+use super::frame::{Frame, FrameDecoder, FrameKind, FILL_COUNT, FILL_MAX, MAX_PAYLOAD};
+use super::writer::{queue_discard, write_loop, Outgoing};
 use super::{LinkError, IO_BUF};
 
 /// The session the guest is serving.
@@ -90,7 +91,8 @@ where
                     };
                     let _ = tx.send(Outgoing::Frame(reply)).await;
                 }
-                FrameKind::Ack | FrameKind::EchoReply => {}
+                FrameKind::Fill => fill(&frame, &tx).await,
+                FrameKind::Ack | FrameKind::EchoReply | FrameKind::Discard => {}
             }
         }
     };
@@ -101,6 +103,28 @@ where
     // Let queued frames go out when the transport still works, but do not wait forever.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(1), writer).await;
     result
+}
+
+/// Answers a FILL frame: the bytes it asks for (at most [`FILL_MAX`]) in DISCARD frames, then
+/// an ECHO_REPLY with its nonce. A malformed request is dropped.
+async fn fill(frame: &Frame, tx: &mpsc::Sender<Outgoing>) {
+    let Some((nonce, count)) = frame.payload.get(..FILL_COUNT).and_then(|p| {
+        Some((
+            p.get(..8)?,
+            u64::from_le_bytes(p.get(8..16)?.try_into().ok()?),
+        ))
+    }) else {
+        return;
+    };
+    if !queue_discard(tx, frame.session, count.min(FILL_MAX) as usize).await {
+        return;
+    }
+    let done = Frame {
+        kind: FrameKind::EchoReply,
+        session: frame.session,
+        payload: Bytes::copy_from_slice(nonce),
+    };
+    let _ = tx.send(Outgoing::Frame(done)).await;
 }
 
 /// Opens session `id`: an in-process pipe whose far end goes to the HTTP/2 server.

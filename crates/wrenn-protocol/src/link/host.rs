@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 
 use super::frame::{Frame, FrameDecoder, FrameKind, HEADER, MAX_PAYLOAD, TRAILER};
 use super::guest::pump_out;
-use super::writer::{write_loop, Outgoing};
+use super::writer::{queue_discard, write_loop, Outgoing};
 use super::{LinkError, IO_BUF};
 
 /// How long to wait for an ACK before sending HELLO again.
@@ -208,6 +208,49 @@ async fn read_loop<R: AsyncRead + Unpin>(
 }
 
 impl HostLink {
+    /// Sends `bytes` to the guest in DISCARD frames, which it drops unread, then waits for an
+    /// echo behind them: the port's raw throughput towards the guest, framing alone on top.
+    pub async fn discard(&self, bytes: usize) -> Result<(), LinkError> {
+        if !queue_discard(&self.tx, self.session, bytes).await {
+            return Err(LinkError::Closed);
+        }
+        self.echo(b"").await.map(|_| ())
+    }
+
+    /// Asks the guest for `bytes` (at most [`super::frame::FILL_MAX`]) in DISCARD frames and
+    /// waits until they all arrived: the port's raw throughput towards the host.
+    pub async fn fill(&self, bytes: u64) -> Result<(), LinkError> {
+        let (nonce, done) = self.expect_reply();
+        let mut p = BytesMut::with_capacity(super::frame::FILL_COUNT);
+        p.put_u64_le(nonce);
+        p.put_u64_le(bytes);
+        self.send(FrameKind::Fill, p.freeze()).await?;
+        done.await.map(|_| ()).map_err(|_| LinkError::Closed)
+    }
+
+    /// Queues a frame of this session.
+    async fn send(&self, kind: FrameKind, payload: Bytes) -> Result<(), LinkError> {
+        let frame = Frame {
+            kind,
+            session: self.session,
+            payload,
+        };
+        self.tx
+            .send(Outgoing::Frame(frame))
+            .await
+            .map_err(|_| LinkError::Closed)
+    }
+
+    /// A fresh nonce and the receiver of the ECHO_REPLY that will carry it.
+    fn expect_reply(&self) -> (u64, oneshot::Receiver<Bytes>) {
+        let nonce = self.next_echo.fetch_add(1, Ordering::Relaxed);
+        let (w_tx, w_rx) = oneshot::channel();
+        if let Ok(mut m) = self.echoes.lock() {
+            m.insert(nonce, w_tx);
+        }
+        (nonce, w_rx)
+    }
+
     /// The session id of this link.
     pub fn session(&self) -> u64 {
         self.session
@@ -225,23 +268,11 @@ impl HostLink {
         if payload.len() + super::ECHO_NONCE > super::frame::MAX_PAYLOAD {
             return Err(LinkError::TooLarge(payload.len()));
         }
-        let nonce = self.next_echo.fetch_add(1, Ordering::Relaxed);
-        let (w_tx, w_rx) = oneshot::channel();
-        if let Ok(mut m) = self.echoes.lock() {
-            m.insert(nonce, w_tx);
-        }
+        let (nonce, w_rx) = self.expect_reply();
         let mut p = BytesMut::with_capacity(super::ECHO_NONCE + payload.len());
         p.put_u64_le(nonce);
         p.put_slice(payload);
-        let frame = Frame {
-            kind: FrameKind::Echo,
-            session: self.session,
-            payload: p.freeze(),
-        };
-        self.tx
-            .send(Outgoing::Frame(frame))
-            .await
-            .map_err(|_| LinkError::Closed)?;
+        self.send(FrameKind::Echo, p.freeze()).await?;
         w_rx.await.map_err(|_| LinkError::Closed)
     }
 }
@@ -290,6 +321,18 @@ mod tests {
             link.echo(&over).await,
             Err(LinkError::TooLarge(n)) if n == over.len()
         ));
+    }
+
+    #[tokio::test]
+    async fn bulk_bytes_go_both_ways_without_disturbing_the_session() {
+        let (host_end, guest_end) = tokio::io::duplex(1 << 16);
+        let _g = spawn_guest(guest_end);
+        let (link, mut io) = connect(host_end, Duration::from_secs(60)).await.unwrap();
+        link.discard(3 * MAX_PAYLOAD + 5).await.unwrap();
+        link.fill(3 * MAX_PAYLOAD as u64 + 5).await.unwrap();
+        link.fill(0).await.unwrap();
+        // The session's own bytes are untouched by the bulk frames around them.
+        assert_eq!(round_trip(&mut io, b"after bulk").await, b"after bulk");
     }
 
     #[tokio::test]

@@ -8,7 +8,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use super::frame::{Frame, FrameKind};
+use super::frame::{Frame, FrameKind, MAX_PAYLOAD};
 
 /// Something to put on the wire.
 #[derive(Debug)]
@@ -17,6 +17,26 @@ pub(crate) enum Outgoing {
     Frame(Frame),
     /// Raw bytes (resynchronisation padding).
     Raw(Bytes),
+}
+
+/// Queues `bytes` zero bytes in DISCARD frames of session `session` (the raw bulk of the
+/// throughput measurement); false once the queue is closed.
+pub(crate) async fn queue_discard(tx: &mpsc::Sender<Outgoing>, session: u64, bytes: usize) -> bool {
+    let chunk = Bytes::from(vec![0u8; MAX_PAYLOAD]);
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(MAX_PAYLOAD);
+        let frame = Frame {
+            kind: FrameKind::Discard,
+            session,
+            payload: chunk.slice(..n),
+        };
+        if tx.send(Outgoing::Frame(frame)).await.is_err() {
+            return false;
+        }
+        left -= n;
+    }
+    true
 }
 
 /// Largest write the loop assembles from queued frames.
