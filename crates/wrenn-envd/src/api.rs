@@ -230,8 +230,7 @@ struct WriteQuery {
 /// byte resets the stream, so a client sees an error, never a silently short body.
 async fn read_file(Query(q): Query<PathQuery>) -> ApiResult<Response> {
     let (file, _size_hint) = files::open_read(&q.path).await?;
-    let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024);
-    Ok(Body::from_stream(stream).into_response())
+    Ok(Body::from_stream(crate::filestream::reader(file)).into_response())
 }
 
 async fn write_file(Query(q): Query<WriteQuery>, body: Body) -> ApiResult<Response> {

@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
-use tokio::io::AsyncWriteExt;
 use wrenn_protocol::{EntryInfo, EntryKind, ErrorKind, WriteOptions};
 
 use crate::error::{ApiError, ApiResult};
@@ -279,7 +278,7 @@ fn refuse_device(op: &str, path: &str, meta: &std::fs::Metadata) -> ApiResult<()
 /// report 0 or 4096, FIFOs 0, and a file can grow or shrink while it is read.
 /// The body is therefore sent without a Content-Length, up to the end of file that the read
 /// finds (docs/envd-protocol.md).
-pub async fn open_read(path: &str) -> ApiResult<(tokio::fs::File, u64)> {
+pub async fn open_read(path: &str) -> ApiResult<(std::fs::File, u64)> {
     let p = absolute(path)?;
     // Looked at before the open, so no device driver is opened; checked again on the open
     // file in case the path changed in between.
@@ -304,7 +303,7 @@ pub async fn open_read(path: &str) -> ApiResult<(tokio::fs::File, u64)> {
         ));
     }
     refuse_device("read", path, &meta)?;
-    Ok((file, meta.len()))
+    Ok((file.into_std().await, meta.len()))
 }
 
 /// Removes the temp file unless the write completed.
@@ -368,48 +367,56 @@ where
         rand::random::<u32>()
     ));
     let mut guard = TempGuard(Some(tmp.clone()));
-    let mut file = tokio::fs::OpenOptions::new()
+    let file = tokio::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(&tmp)
         .await
-        .map_err(|e| temp_error(path, dir, e))?;
+        .map_err(|e| temp_error(path, dir, e))?
+        .into_std()
+        .await;
+    let mut writer = crate::filestream::Writer::new(file);
     while let Some(chunk) = body.next().await {
         let chunk =
             chunk.map_err(|e| ApiError::invalid(format!("write {path}: request body: {e}")))?;
-        file.write_all(&chunk)
+        writer
+            .write(chunk)
             .await
             .map_err(|e| ApiError::io(format!("write {path}"), e))?;
     }
-    file.flush()
+    let file = writer
+        .finish()
         .await
         .map_err(|e| ApiError::io(format!("write {path}"), e))?;
     let mode = opts
         .mode
         .or(existing.as_ref().map(|m| m.mode() & 0o7777))
         .unwrap_or(0o644);
-    file.set_permissions(std::fs::Permissions::from_mode(mode))
-        .await
-        .map_err(|e| ApiError::io(format!("chmod {path}"), e))?;
-    if let Some(owner) = opts.owner.as_deref().filter(|o| !o.is_empty()) {
-        let u = users::resolve(owner)?;
-        std::os::unix::fs::chown(&tmp, Some(u.uid), Some(u.gid))
-            .map_err(|e| ApiError::io(format!("chown {path}"), e))?;
-    }
-    if let Some(mtime) = opts.modified_at {
-        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime.max(0) as u64);
-        let std_file = file.into_std().await;
-        std_file
-            .set_modified(t)
-            .map_err(|e| ApiError::io(format!("set mtime of {path}"), e))?;
-        std_file
-            .sync_all()
-            .map_err(|e| ApiError::io(format!("fsync {path}"), e))?;
-    } else {
+    let owner = match opts.owner.as_deref().filter(|o| !o.is_empty()) {
+        Some(o) => Some(users::resolve(o)?),
+        None => None,
+    };
+    let mtime = opts
+        .modified_at
+        .map(|t| std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.max(0) as u64));
+    let (path_owned, tmp_owned) = (path.to_owned(), tmp.clone());
+    tokio::task::spawn_blocking(move || -> ApiResult<()> {
+        let path = path_owned;
+        file.set_permissions(std::fs::Permissions::from_mode(mode))
+            .map_err(|e| ApiError::io(format!("chmod {path}"), e))?;
+        if let Some(u) = owner {
+            std::os::unix::fs::chown(&tmp_owned, Some(u.uid), Some(u.gid))
+                .map_err(|e| ApiError::io(format!("chown {path}"), e))?;
+        }
+        if let Some(t) = mtime {
+            file.set_modified(t)
+                .map_err(|e| ApiError::io(format!("set mtime of {path}"), e))?;
+        }
         file.sync_all()
-            .await
-            .map_err(|e| ApiError::io(format!("fsync {path}"), e))?;
-    }
+            .map_err(|e| ApiError::io(format!("fsync {path}"), e))
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("write {path}: {e}")))??;
     tokio::fs::rename(&tmp, &p)
         .await
         .map_err(|e| ApiError::io(format!("rename into {path}"), e))?;

@@ -9,6 +9,7 @@ pub mod api;
 pub mod error;
 pub mod exec;
 pub mod files;
+pub mod filestream;
 pub mod init;
 pub mod metrics;
 pub mod net;

@@ -6,14 +6,14 @@ use std::path::Path;
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
-use tokio::io::DuplexStream;
 use tokio::task::AbortHandle;
 use wrenn_protocol::link::guest;
+use wrenn_protocol::link::session::SessionIo;
 
 use wrenn_protocol::routes::{H2_CONN_WINDOW, H2_MAX_FRAME, H2_STREAM_WINDOW};
 
 /// Starts an HTTP/2 server for one session; the handle aborts it.
-pub fn http2(session: u64, io: DuplexStream, app: Router) -> AbortHandle {
+pub fn http2(session: u64, io: SessionIo, app: Router) -> AbortHandle {
     let svc = TowerToHyperService::new(app);
     let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
         .initial_stream_window_size(H2_STREAM_WINDOW)

@@ -7,6 +7,7 @@
 pub mod frame;
 pub mod guest;
 pub mod host;
+pub mod session;
 mod writer;
 
 pub use frame::{Frame, FrameDecoder, FrameKind};

@@ -6,38 +6,37 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream, WriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::sync::mpsc;
-use tokio::task::{AbortHandle, JoinHandle};
+use tokio::task::AbortHandle;
 
-use super::frame::{Frame, FrameDecoder, FrameKind, FILL_COUNT, FILL_MAX, MAX_PAYLOAD};
+use super::frame::{Frame, FrameDecoder, FrameKind, FILL_COUNT, FILL_MAX};
+use super::session::{SessionIo, INBOUND_QUEUE};
 use super::writer::{queue_discard, write_loop, Outgoing};
 use super::{LinkError, IO_BUF};
 
 /// The session the guest is serving.
 struct Session {
     id: u64,
-    inbound: WriteHalf<DuplexStream>,
+    inbound: mpsc::Sender<Bytes>,
     server: AbortHandle,
-    pump: JoinHandle<()>,
 }
 
 impl Session {
     fn end(self) {
         self.server.abort();
-        self.pump.abort();
     }
 }
 
 /// Serves the link on `transport` until it ends (EOF) or fails.
 ///
 /// For every new session, `on_session` gets the session id and the byte stream of its HTTP/2
-/// connection; it starts a server on it and returns the handle that aborts that server when a
+/// connection ([`SessionIo`]); it starts a server on it and returns the handle that aborts that server when a
 /// newer session replaces it (or the transport ends).
 pub async fn serve<T, F>(transport: T, mut on_session: F) -> Result<(), LinkError>
 where
     T: AsyncRead + AsyncWrite + Send + 'static,
-    F: FnMut(u64, DuplexStream) -> AbortHandle,
+    F: FnMut(u64, SessionIo) -> AbortHandle,
 {
     let (mut rd, wr) = tokio::io::split(transport);
     let current = Arc::new(AtomicU64::new(0));
@@ -77,8 +76,8 @@ where
                 }
                 FrameKind::Data => match session.as_mut() {
                     Some(s) if s.id == frame.session => {
-                        if let Err(e) = s.inbound.write_all(&frame.payload).await {
-                            tracing::debug!("link: session {} input closed: {e}", s.id);
+                        if s.inbound.send(frame.payload).await.is_err() {
+                            tracing::debug!("link: session {} input closed", s.id);
                         }
                     }
                     _ => tracing::trace!(session = frame.session, "link: dropped stale data"),
@@ -127,43 +126,17 @@ async fn fill(frame: &Frame, tx: &mpsc::Sender<Outgoing>) {
     let _ = tx.send(Outgoing::Frame(done)).await;
 }
 
-/// Opens session `id`: an in-process pipe whose far end goes to the HTTP/2 server.
+/// Opens session `id`: its server reads and writes the session's frames through a
+/// [`SessionIo`].
 fn open<F>(id: u64, tx: &mpsc::Sender<Outgoing>, on_session: &mut F) -> Session
 where
-    F: FnMut(u64, DuplexStream) -> AbortHandle,
+    F: FnMut(u64, SessionIo) -> AbortHandle,
 {
-    let (ours, theirs) = tokio::io::duplex(IO_BUF);
-    let (rd, inbound) = tokio::io::split(ours);
-    let server = on_session(id, theirs);
-    let pump = tokio::spawn(pump_out(id, rd, tx.clone()));
+    let (inbound, payloads) = mpsc::channel(INBOUND_QUEUE);
+    let server = on_session(id, SessionIo::new(id, payloads, tx.clone()));
     Session {
         id,
         inbound,
         server,
-        pump,
-    }
-}
-
-/// Moves what the HTTP/2 side writes into DATA frames.
-pub(crate) async fn pump_out<R: AsyncRead + Unpin>(
-    session: u64,
-    mut rd: R,
-    tx: mpsc::Sender<Outgoing>,
-) {
-    let mut buf = vec![0u8; MAX_PAYLOAD];
-    loop {
-        match rd.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => {
-                let frame = Frame {
-                    kind: FrameKind::Data,
-                    session,
-                    payload: Bytes::copy_from_slice(&buf[..n]),
-                };
-                if tx.send(Outgoing::Frame(frame)).await.is_err() {
-                    return;
-                }
-            }
-        }
     }
 }

@@ -8,14 +8,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use tokio::io::{
-    AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream, ReadHalf, WriteHalf,
-};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream, WriteHalf};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use super::frame::{Frame, FrameDecoder, FrameKind, HEADER, MAX_PAYLOAD, TRAILER};
-use super::guest::pump_out;
 use super::writer::{queue_discard, write_loop, Outgoing};
 use super::{LinkError, IO_BUF};
 
@@ -95,17 +92,30 @@ where
     tokio::time::timeout(timeout, handshake(&link, &mut ack_rx, timeout))
         .await
         .map_err(|_| LinkError::NoAck(timeout))??;
-    link.tasks.push(tokio::spawn(pump_out_host(
-        session,
-        out_rd,
-        link.tx.clone(),
-    )));
+    link.tasks
+        .push(tokio::spawn(pump_out(session, out_rd, link.tx.clone())));
     tracing::debug!(session, "link session open");
     Ok((link, theirs))
 }
 
-async fn pump_out_host(session: u64, rd: ReadHalf<DuplexStream>, tx: mpsc::Sender<Outgoing>) {
-    pump_out(session, rd, tx).await;
+/// Moves what the HTTP/2 client writes into DATA frames.
+async fn pump_out<R: AsyncRead + Unpin>(session: u64, mut rd: R, tx: mpsc::Sender<Outgoing>) {
+    let mut buf = vec![0u8; MAX_PAYLOAD];
+    loop {
+        match rd.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                let frame = Frame {
+                    kind: FrameKind::Data,
+                    session,
+                    payload: Bytes::copy_from_slice(&buf[..n]),
+                };
+                if tx.send(Outgoing::Frame(frame)).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
 }
 
 /// Sends HELLO until ACK. From the second try on, HELLO is preceded by zero padding longer
