@@ -10,7 +10,9 @@ use anyhow::{bail, Context};
 use wrenn_agent::CapsuleManager;
 use wrenn_host::HostApi;
 
-use crate::common::{base_template_files, copy_like_create, create, mib, ms, open, percentile};
+use crate::common::{
+    base_template_files, copy_like_create, create, median, mib, ms, open, percentile, VmmMemory,
+};
 
 /// One file system's figures.
 struct Figures {
@@ -28,6 +30,11 @@ struct Figures {
     copy: Duration,
     /// How the files were copied.
     how: &'static str,
+    /// Median pause and resume of one clone.
+    pause: Duration,
+    resume: Duration,
+    /// Mean host memory of an idle clone, with all N running.
+    idle: VmmMemory,
 }
 
 /// An XFS file system with reflink on a loop device; unmounted on drop.
@@ -151,11 +158,17 @@ async fn measure(
         }
     }
     let disk = before.saturating_sub(free_bytes(data_dir)?);
+    let lived = if made.is_ok() {
+        lives(mgr, &ids).await
+    } else {
+        Ok(Default::default())
+    };
     // Whatever happened, the clones go.
     for id in ids {
         mgr.destroy(&id).await?;
     }
     made?;
+    let (pause, resume, idle) = lived?;
     Ok(Figures {
         label: label.to_owned(),
         p50: percentile(&times, 0.5),
@@ -165,7 +178,43 @@ async fn measure(
         template,
         copy: percentile(&copies, 0.5),
         how,
+        pause,
+        resume,
+        idle,
     })
+}
+
+/// How the clones live on this file system: the mean host memory of each while all of them
+/// idle, then three pauses and resumes of the first (medians).
+async fn lives(
+    mgr: &CapsuleManager,
+    ids: &[String],
+) -> anyhow::Result<(Duration, Duration, VmmMemory)> {
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let mut sum = VmmMemory::default();
+    for id in ids {
+        let pid = mgr.vmm_pid(id).await?.context("no VMM")?;
+        sum = sum.plus(VmmMemory::of(pid)?);
+    }
+    let n = ids.len().max(1) as u64;
+    let idle = VmmMemory {
+        rss: sum.rss / n,
+        anon: sum.anon / n,
+        file: sum.file / n,
+        pss: sum.pss / n,
+    };
+    let (mut pauses, mut resumes) = (Vec::new(), Vec::new());
+    if let Some(id) = ids.first() {
+        for _ in 0..3 {
+            let t = std::time::Instant::now();
+            mgr.pause(id).await?;
+            pauses.push(t.elapsed());
+            let t = std::time::Instant::now();
+            mgr.resume(id).await?;
+            resumes.push(t.elapsed());
+        }
+    }
+    Ok((median(pauses), median(resumes), idle))
 }
 
 /// Runs the clones benchmark and prints its table.
@@ -218,6 +267,23 @@ pub async fn run(
             f.disk as f64 / (n as f64 * f.template.max(1) as f64),
             mib(f.one),
             f.disk as f64 / (n as f64 * f.one.max(1) as f64)
+        );
+    }
+    println!();
+    println!("the same clones living on each file system:");
+    println!(
+        "{:<24} {:>10} {:>10} {:>14} {:>14} {:>14}",
+        "file system", "pause", "resume", "idle RSS", "idle PSS", "anon / file"
+    );
+    for f in [&copied, &figures] {
+        println!(
+            "{:<24} {:>10} {:>10} {:>14} {:>14} {:>14}",
+            f.label,
+            ms(f.pause),
+            ms(f.resume),
+            mib(f.idle.rss),
+            mib(f.idle.pss),
+            format!("{} / {}", mib(f.idle.anon), mib(f.idle.file)),
         );
     }
     println!(
