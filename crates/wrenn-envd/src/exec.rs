@@ -2,7 +2,6 @@
 //! its own process group; a timeout, or the client going away, kills the whole group.
 
 use std::os::fd::OwnedFd;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use tokio::io::AsyncReadExt;
@@ -11,8 +10,9 @@ use tokio::sync::mpsc;
 use wrenn_protocol::{ExecOutput, ProcessEvent};
 
 use crate::error::{ApiError, ApiResult};
-use crate::reaper::{self, ExitRx};
-use crate::spawn::{self, kill_group, Spec};
+use crate::launch;
+use crate::reaper::ExitRx;
+use crate::spawn::{kill_group, Spec};
 
 /// Largest output kept per stream by [`collect`]; beyond it output is read and dropped (the
 /// process never blocks on a full pipe) and the answer says it was truncated.
@@ -37,25 +37,16 @@ pub struct Running {
 
 /// Starts `spec` with stdin from /dev/null and piped stdout/stderr.
 pub fn start(spec: &Spec) -> ApiResult<Running> {
-    let mut cmd = spawn::command(spec, false)?;
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let (mut child, exit) =
-        reaper::spawn(&mut cmd).map_err(|e| spawn::spawn_error(&spec.cmd, e))?;
-    let pid = child.id();
-    let pipes = child.stdout.take().zip(child.stderr.take());
-    let Some((out, err)) = pipes else {
-        kill_group(pid, libc::SIGKILL);
-        return Err(ApiError::internal(format!(
-            "start {}: no output pipes",
-            spec.cmd
-        )));
-    };
+    let launch::Launched {
+        pid,
+        stdout,
+        stderr,
+        exit,
+    } = launch::piped(spec)?;
     let rx = |fd: OwnedFd| {
         pipe::Receiver::from_owned_fd(fd).map_err(|e| ApiError::io("watch output pipe", e))
     };
-    let (stdout, stderr) = match (rx(out.into()), rx(err.into())) {
+    let (stdout, stderr) = match (rx(stdout), rx(stderr)) {
         (Ok(o), Ok(e)) => (o, e),
         (Err(e), _) | (_, Err(e)) => {
             kill_group(pid, libc::SIGKILL);

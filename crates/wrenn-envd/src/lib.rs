@@ -11,6 +11,7 @@ pub mod exec;
 pub mod files;
 pub mod filestream;
 pub mod init;
+pub mod launch;
 pub mod metrics;
 pub mod net;
 pub mod port;

@@ -27,10 +27,23 @@ pub type ExitRx = oneshot::Receiver<i32>;
 
 /// Spawns `cmd` and registers it; the receiver yields its exit code.
 pub fn spawn(cmd: &mut Command) -> std::io::Result<(Child, ExitRx)> {
+    register(|| {
+        let child = cmd.spawn()?;
+        let pid = child.id();
+        Ok((child, pid))
+    })
+}
+
+/// Runs `start`, which starts a child and returns it with its pid, and registers the pid;
+/// the receiver yields its exit code. The table stays locked meanwhile, so the loop cannot
+/// reap the child before its waiter is there.
+pub fn register<C>(
+    start: impl FnOnce() -> std::io::Result<(C, u32)>,
+) -> std::io::Result<(C, ExitRx)> {
     let mut t = table().lock().unwrap_or_else(|p| p.into_inner());
-    let child = cmd.spawn()?;
+    let (child, pid) = start()?;
     let (tx, rx) = oneshot::channel();
-    t.insert(child.id() as i32, tx);
+    t.insert(pid as i32, tx);
     Ok((child, rx))
 }
 

@@ -25,8 +25,26 @@ pub struct Spec {
     pub user: Option<String>,
 }
 
-/// Builds the command. `ctty` makes fd 0 (a PTY slave) the controlling terminal.
-pub fn command(spec: &Spec, ctty: bool) -> ApiResult<Command> {
+/// A request resolved: who runs what, where, with which environment.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// Program as requested (looked up in the environment's `PATH` when it has no slash).
+    pub cmd: String,
+    /// Arguments after the program name.
+    pub args: Vec<String>,
+    /// The whole environment, each name once.
+    pub env: BTreeMap<String, String>,
+    /// Working directory.
+    pub cwd: String,
+    /// The user it runs as.
+    pub user: User,
+    /// True when that user is not envd's own (uid and groups must be switched).
+    pub switch_user: bool,
+}
+
+/// Resolves `spec`: the user, the working directory and the environment (defaults, then the
+/// template's, then the request's; a later value wins).
+pub fn prepare(spec: &Spec) -> ApiResult<Prepared> {
     if spec.cmd.is_empty() {
         return Err(ApiError::invalid("cmd is empty"));
     }
@@ -35,22 +53,44 @@ pub fn command(spec: &Spec, ctty: bool) -> ApiResult<Command> {
         _ => users::root(),
     };
     let cwd = working_dir(spec.cwd.as_deref(), &user)?;
-    let mut cmd = Command::new(&spec.cmd);
-    cmd.args(&spec.args).current_dir(&cwd).env_clear();
-    cmd.env("PATH", DEFAULT_PATH)
-        .env("HOME", &user.home)
-        .env("USER", &user.name)
-        .env("LOGNAME", &user.name)
-        .env("SHELL", &user.shell)
-        .env("LANG", "C.UTF-8");
-    cmd.envs(template_env(std::path::Path::new(
+    let mut env = BTreeMap::new();
+    for (k, v) in [
+        ("PATH", DEFAULT_PATH),
+        ("HOME", &user.home),
+        ("USER", &user.name),
+        ("LOGNAME", &user.name),
+        ("SHELL", &user.shell),
+        ("LANG", "C.UTF-8"),
+    ] {
+        env.insert(k.to_owned(), v.to_owned());
+    }
+    env.extend(template_env(std::path::Path::new(
         wrenn_protocol::TEMPLATE_ENV_PATH,
     )));
-    cmd.envs(&spec.envs);
-    let switch = user.uid != nix::unistd::geteuid().as_raw();
+    env.extend(spec.envs.iter().map(|(k, v)| (k.clone(), v.clone())));
+    Ok(Prepared {
+        cmd: spec.cmd.clone(),
+        args: spec.args.clone(),
+        env,
+        cwd,
+        switch_user: user.uid != nix::unistd::geteuid().as_raw(),
+        user,
+    })
+}
+
+/// Builds the command (a fork, then exec). `ctty` makes fd 0 (a PTY slave) the controlling
+/// terminal.
+pub fn command(spec: &Spec, ctty: bool) -> ApiResult<Command> {
+    let p = prepare(spec)?;
+    let mut cmd = Command::new(&p.cmd);
+    cmd.args(&p.args)
+        .current_dir(&p.cwd)
+        .env_clear()
+        .envs(&p.env);
+    let switch = p.switch_user;
     let User {
         uid, gid, groups, ..
-    } = user;
+    } = p.user;
     // SAFETY: the closure runs between fork and exec and calls only async-signal-safe
     // functions (setsid, ioctl, setgroups, setgid, setuid) on data prepared before the fork.
     unsafe {

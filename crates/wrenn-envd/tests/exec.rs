@@ -253,3 +253,65 @@ async fn a_restore_answers_with_envd_health() {
     assert_eq!(health, client.health().await.unwrap());
     assert_eq!(health.protocol, wrenn_protocol::PROTOCOL_VERSION);
 }
+
+#[tokio::test]
+async fn a_command_starts_with_no_signal_blocked_or_ignored() {
+    // envd ignores SIGPIPE; its commands must not inherit that (`yes | head` has to end).
+    let envd = Envd::start();
+    let c = envd.client().await;
+    let out = c
+        .exec(ExecRequest {
+            cmd: "grep".into(),
+            args: vec![
+                "-E".into(),
+                "^Sig(Blk|Ign)".into(),
+                "/proc/self/status".into(),
+            ],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mask = |name: &str| {
+        let line = text.lines().find(|l| l.starts_with(name)).unwrap();
+        u64::from_str_radix(line.split_whitespace().nth(1).unwrap(), 16).unwrap()
+    };
+    assert_eq!(mask("SigBlk:"), 0, "{text}");
+    let sigpipe = 1u64 << (libc::SIGPIPE - 1);
+    assert_eq!(mask("SigIgn:") & sigpipe, 0, "{text}");
+    let out = c.exec(sh("yes | head -c 4")).await.unwrap();
+    assert_eq!((out.exit_code, out.stdout.as_slice()), (0, &b"y\ny\n"[..]));
+}
+
+#[tokio::test]
+async fn a_program_is_looked_up_in_the_commands_own_path() {
+    let envd = Envd::start();
+    let c = envd.client().await;
+    let bin = envd.dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let tool = bin.join("wrenn-test-tool");
+    std::fs::write(&tool, "#!/bin/sh\necho found $0\n").unwrap();
+    std::fs::set_permissions(&tool, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!("/nonexistent:{}:/usr/bin:/bin", bin.display());
+    let out = c
+        .exec(ExecRequest {
+            cmd: "wrenn-test-tool".into(),
+            envs: BTreeMap::from([("PATH".into(), path)]),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("found {}", tool.display())
+    );
+    // Not in that PATH (nor in envd's own): not found, named.
+    let e = c
+        .exec(ExecRequest {
+            cmd: "wrenn-test-tool".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(kind(e), ErrorKind::NotFound);
+}

@@ -1,0 +1,218 @@
+//! Starting a command with stdin from `/dev/null` and piped output. A command that runs as
+//! envd's own user starts with `posix_spawn`, which does not copy envd's address space (the
+//! C library uses `vfork`-like cloning); one that switches users needs code between fork and
+//! exec, so it goes through [`crate::spawn::command`]. Under emulation a fork of envd costs
+//! more than a millisecond of a command's start.
+
+use std::ffi::CString;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::process::Stdio;
+
+use crate::error::{ApiError, ApiResult};
+use crate::reaper::{self, ExitRx};
+use crate::spawn::{self, Prepared, Spec};
+
+/// A started command.
+pub struct Launched {
+    /// Pid (and process group id: it leads its own session).
+    pub pid: u32,
+    /// Read end of its stdout.
+    pub stdout: OwnedFd,
+    /// Read end of its stderr.
+    pub stderr: OwnedFd,
+    /// Its exit code, once reaped.
+    pub exit: ExitRx,
+}
+
+/// Starts `spec` in its own session, stdin from `/dev/null`, stdout and stderr piped.
+pub fn piped(spec: &Spec) -> ApiResult<Launched> {
+    let prepared = spawn::prepare(spec)?;
+    if prepared.switch_user {
+        return forked(spec);
+    }
+    let program = resolve(&prepared).map_err(|e| spawn::spawn_error(&spec.cmd, e))?;
+    let (launched, exit) = reaper::register(|| {
+        let l = posix_spawn(&program, &prepared)?;
+        let pid = l.0;
+        Ok((l, pid))
+    })
+    .map_err(|e| spawn::spawn_error(&spec.cmd, e))?;
+    let (pid, stdout, stderr) = launched;
+    Ok(Launched {
+        pid,
+        stdout,
+        stderr,
+        exit,
+    })
+}
+
+/// The fork path: a std `Command` with the pre-exec steps of [`spawn::command`].
+fn forked(spec: &Spec) -> ApiResult<Launched> {
+    let mut cmd = spawn::command(spec, false)?;
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let (mut child, exit) =
+        reaper::spawn(&mut cmd).map_err(|e| spawn::spawn_error(&spec.cmd, e))?;
+    let pid = child.id();
+    match child.stdout.take().zip(child.stderr.take()) {
+        Some((out, err)) => Ok(Launched {
+            pid,
+            stdout: out.into(),
+            stderr: err.into(),
+            exit,
+        }),
+        None => {
+            spawn::kill_group(pid, libc::SIGKILL);
+            Err(ApiError::internal(format!(
+                "start {}: no output pipes",
+                spec.cmd
+            )))
+        }
+    }
+}
+
+/// The program's path: as given when it has a slash, else the first executable file of that
+/// name in the environment's `PATH` (as `execvp` would find it in the new environment).
+fn resolve(p: &Prepared) -> std::io::Result<std::path::PathBuf> {
+    if p.cmd.contains('/') {
+        return Ok(p.cmd.clone().into());
+    }
+    let path = p
+        .env
+        .get("PATH")
+        .map_or(spawn::DEFAULT_PATH, String::as_str);
+    path.split(':')
+        .filter(|d| !d.is_empty())
+        .map(|d| std::path::Path::new(d).join(&p.cmd))
+        .find(|c| {
+            c.is_file() && nix::unistd::access(c.as_path(), nix::unistd::AccessFlags::X_OK).is_ok()
+        })
+        .ok_or_else(|| std::io::ErrorKind::NotFound.into())
+}
+
+fn cstring(bytes: &[u8]) -> std::io::Result<CString> {
+    CString::new(bytes).map_err(|_| std::io::ErrorKind::InvalidInput.into())
+}
+
+/// Makes a pipe whose ends close on exec.
+fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0i32; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: pipe2 succeeded, so both descriptors are open and owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Checks a posix_spawn* return value (an errno, not -1).
+fn check(rc: i32) -> std::io::Result<()> {
+    match rc {
+        0 => Ok(()),
+        e => Err(std::io::Error::from_raw_os_error(e)),
+    }
+}
+
+/// The spawn attributes and file actions, destroyed on drop.
+struct SpawnSetup {
+    attr: libc::posix_spawnattr_t,
+    actions: libc::posix_spawn_file_actions_t,
+}
+
+impl Drop for SpawnSetup {
+    fn drop(&mut self) {
+        // SAFETY: both were initialised by `SpawnSetup::new` and are destroyed once.
+        unsafe {
+            libc::posix_spawnattr_destroy(&mut self.attr);
+            libc::posix_spawn_file_actions_destroy(&mut self.actions);
+        }
+    }
+}
+
+/// Starts `program` as `p` says: its own session, signal mask empty, SIGPIPE back to its
+/// default (envd ignores it), stdin `/dev/null`, stdout and stderr into new pipes, in `p.cwd`.
+fn posix_spawn(
+    program: &std::path::Path,
+    p: &Prepared,
+) -> std::io::Result<(u32, OwnedFd, OwnedFd)> {
+    let path = cstring(program.as_os_str().as_bytes())?;
+    let mut argv = vec![cstring(p.cmd.as_bytes())?];
+    for a in &p.args {
+        argv.push(cstring(a.as_bytes())?);
+    }
+    let envp = p
+        .env
+        .iter()
+        .map(|(k, v)| cstring(format!("{k}={v}").as_bytes()))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    let mut argv_ptrs: Vec<*mut libc::c_char> = argv.iter().map(|s| s.as_ptr() as *mut _).collect();
+    argv_ptrs.push(std::ptr::null_mut());
+    let mut envp_ptrs: Vec<*mut libc::c_char> = envp.iter().map(|s| s.as_ptr() as *mut _).collect();
+    envp_ptrs.push(std::ptr::null_mut());
+    let cwd = cstring(p.cwd.as_bytes())?;
+    let devnull = cstring(b"/dev/null")?;
+    let (out_rd, out_wr) = pipe()?;
+    let (err_rd, err_wr) = pipe()?;
+    use std::os::fd::AsRawFd;
+    // SAFETY: every pointer handed to the posix_spawn family points into a CString, a vector
+    // or a descriptor that outlives the call; the attribute and action objects are
+    // initialised before use and destroyed by `SpawnSetup`'s drop.
+    unsafe {
+        let mut setup = SpawnSetup {
+            attr: std::mem::zeroed(),
+            actions: std::mem::zeroed(),
+        };
+        check(libc::posix_spawnattr_init(&mut setup.attr))?;
+        check(libc::posix_spawn_file_actions_init(&mut setup.actions))?;
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        let mut pipe_sig: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut pipe_sig);
+        libc::sigaddset(&mut pipe_sig, libc::SIGPIPE);
+        check(libc::posix_spawnattr_setsigmask(&mut setup.attr, &none))?;
+        check(libc::posix_spawnattr_setsigdefault(
+            &mut setup.attr,
+            &pipe_sig,
+        ))?;
+        check(libc::posix_spawnattr_setflags(
+            &mut setup.attr,
+            libc::POSIX_SPAWN_SETSID
+                | (libc::POSIX_SPAWN_SETSIGMASK | libc::POSIX_SPAWN_SETSIGDEF) as libc::c_short,
+        ))?;
+        check(libc::posix_spawn_file_actions_addopen(
+            &mut setup.actions,
+            0,
+            devnull.as_ptr(),
+            libc::O_RDONLY,
+            0,
+        ))?;
+        check(libc::posix_spawn_file_actions_adddup2(
+            &mut setup.actions,
+            out_wr.as_raw_fd(),
+            1,
+        ))?;
+        check(libc::posix_spawn_file_actions_adddup2(
+            &mut setup.actions,
+            err_wr.as_raw_fd(),
+            2,
+        ))?;
+        check(libc::posix_spawn_file_actions_addchdir_np(
+            &mut setup.actions,
+            cwd.as_ptr(),
+        ))?;
+        let mut pid: libc::pid_t = 0;
+        check(libc::posix_spawn(
+            &mut pid,
+            path.as_ptr(),
+            &setup.actions,
+            &setup.attr,
+            argv_ptrs.as_ptr(),
+            envp_ptrs.as_ptr(),
+        ))?;
+        // The write ends now belong to the child alone (dropped here, at the end of scope).
+        drop((out_wr, err_wr));
+        Ok((pid as u32, out_rd, err_rd))
+    }
+}
