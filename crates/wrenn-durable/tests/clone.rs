@@ -162,6 +162,11 @@ fn clones_share_extents_on_xfs() {
         "same apparent size"
     );
     check_independent(&src, &dst);
+    // Two clones of one template are independent of each other as well.
+    let (a, b) = (xfs.path().join("a"), xfs.path().join("b"));
+    assert_eq!(clone_or_copy(&src, &a).unwrap(), CopyHow::Cloned);
+    assert_eq!(clone_or_copy(&src, &b).unwrap(), CopyHow::Cloned);
+    check_independent(&a, &b);
 }
 
 #[test]
@@ -176,4 +181,8 @@ fn elsewhere_it_falls_back_to_a_sparse_copy() {
     );
     assert_eq!(read_all(&src), read_all(&dst));
     check_independent(&src, &dst);
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    clone_or_copy(&src, &a).unwrap();
+    clone_or_copy(&src, &b).unwrap();
+    check_independent(&a, &b);
 }
