@@ -74,7 +74,10 @@ pub async fn run(mgr: &CapsuleManager, rounds: usize, file_mib: usize) -> anyhow
     drop(envd);
     mgr.release_channels();
     let socket = mgr.vmm().agent_socket(&mgr.capsule_dir(&id));
-    let (raw_in, raw_out) = raw_port_rates(&socket, size).await?;
+    let (raw_in, raw_out) =
+        tokio::time::timeout(Duration::from_secs(600), raw_port_rates(&socket, size))
+            .await
+            .map_err(|_| anyhow::anyhow!("the raw port transfers took over 10 minutes"))??;
     mgr.destroy(&id).await?;
 
     let rate = |d: Duration| size as f64 / (1 << 20) as f64 / d.as_secs_f64();

@@ -19,15 +19,21 @@ pub(crate) async fn sync_guest(
     nameservers: Vec<String>,
 ) -> Result<EnvdClient> {
     let started = std::time::Instant::now();
-    // The restore answers with envd's health: one request instead of a health check first.
+    // The restore answers with envd's health: one request instead of a health check first
+    // (so an envd of another protocol is refused after it applied the restore; it is then
+    // stopped with its capsule's create or resume).
     let envd = EnvdClient::open(socket, timeout).await?;
     let connected = started.elapsed();
     let unix_time_ns = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as i64);
     let entropy: Vec<u8> = (0..64).map(|_| rand::random::<u8>()).collect();
+    // One deadline for the whole sync, as `EnvdClient::connect` has.
+    let left = timeout
+        .saturating_sub(connected)
+        .max(Duration::from_secs(1));
     let health = tokio::time::timeout(
-        timeout.max(Duration::from_secs(1)),
+        left,
         envd.restore(RestoreRequest {
             unix_time_ns,
             entropy,

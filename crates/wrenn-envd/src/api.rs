@@ -230,7 +230,7 @@ struct WriteQuery {
 /// byte resets the stream, so a client sees an error, never a silently short body.
 async fn read_file(Query(q): Query<PathQuery>) -> ApiResult<Response> {
     let (file, _size_hint) = files::open_read(&q.path).await?;
-    Ok(Body::from_stream(crate::filestream::reader(file)).into_response())
+    Ok(Body::from_stream(crate::filestream::reader(file).await).into_response())
 }
 
 async fn write_file(Query(q): Query<WriteQuery>, body: Body) -> ApiResult<Response> {

@@ -375,7 +375,7 @@ where
         .map_err(|e| temp_error(path, dir, e))?
         .into_std()
         .await;
-    let mut writer = crate::filestream::Writer::new(file);
+    let mut writer = crate::filestream::Writer::new(file).await;
     while let Some(chunk) = body.next().await {
         let chunk =
             chunk.map_err(|e| ApiError::invalid(format!("write {path}: request body: {e}")))?;
@@ -399,7 +399,9 @@ where
     let mtime = opts
         .modified_at
         .map(|t| std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.max(0) as u64));
-    let (path_owned, tmp_owned) = (path.to_owned(), tmp.clone());
+    let (path_owned, tmp_owned, target, dir_owned) =
+        (path.to_owned(), tmp.clone(), p.clone(), dir.to_owned());
+    // Metadata, fsync, rename and the directory's fsync block: off the async workers.
     tokio::task::spawn_blocking(move || -> ApiResult<()> {
         let path = path_owned;
         file.set_permissions(std::fs::Permissions::from_mode(mode))
@@ -413,17 +415,17 @@ where
                 .map_err(|e| ApiError::io(format!("set mtime of {path}"), e))?;
         }
         file.sync_all()
-            .map_err(|e| ApiError::io(format!("fsync {path}"), e))
+            .map_err(|e| ApiError::io(format!("fsync {path}"), e))?;
+        std::fs::rename(&tmp_owned, &target)
+            .map_err(|e| ApiError::io(format!("rename into {path}"), e))?;
+        if let Ok(d) = std::fs::File::open(&dir_owned) {
+            let _ = d.sync_all();
+        }
+        Ok(())
     })
     .await
     .map_err(|e| ApiError::internal(format!("write {path}: {e}")))??;
-    tokio::fs::rename(&tmp, &p)
-        .await
-        .map_err(|e| ApiError::io(format!("rename into {path}"), e))?;
     guard.0 = None;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
     stat(path)
 }
 

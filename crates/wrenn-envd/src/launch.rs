@@ -29,11 +29,17 @@ pub struct Launched {
 pub fn piped(spec: &Spec) -> ApiResult<Launched> {
     let prepared = spawn::prepare(spec)?;
     if prepared.switch_user {
-        return forked(spec);
+        return forked(prepared);
     }
     let program = resolve(&prepared).map_err(|e| spawn::spawn_error(&spec.cmd, e))?;
     let (launched, exit) = reaper::register(|| {
-        let l = posix_spawn(&program, &prepared)?;
+        let l = match posix_spawn(&program, &prepared, false) {
+            // Not a binary and no `#!`: run it with the shell, as execvp does.
+            Err(e) if e.raw_os_error() == Some(libc::ENOEXEC) => {
+                posix_spawn(&program, &prepared, true)?
+            }
+            other => other?,
+        };
         let pid = l.0;
         Ok((l, pid))
     })
@@ -48,13 +54,13 @@ pub fn piped(spec: &Spec) -> ApiResult<Launched> {
 }
 
 /// The fork path: a std `Command` with the pre-exec steps of [`spawn::command`].
-fn forked(spec: &Spec) -> ApiResult<Launched> {
-    let mut cmd = spawn::command(spec, false)?;
+fn forked(prepared: Prepared) -> ApiResult<Launched> {
+    let name = prepared.cmd.clone();
+    let mut cmd = spawn::command_of(prepared, false);
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let (mut child, exit) =
-        reaper::spawn(&mut cmd).map_err(|e| spawn::spawn_error(&spec.cmd, e))?;
+    let (mut child, exit) = reaper::spawn(&mut cmd).map_err(|e| spawn::spawn_error(&name, e))?;
     let pid = child.id();
     match child.stdout.take().zip(child.stderr.take()) {
         Some((out, err)) => Ok(Launched {
@@ -65,16 +71,15 @@ fn forked(spec: &Spec) -> ApiResult<Launched> {
         }),
         None => {
             spawn::kill_group(pid, libc::SIGKILL);
-            Err(ApiError::internal(format!(
-                "start {}: no output pipes",
-                spec.cmd
-            )))
+            Err(ApiError::internal(format!("start {name}: no output pipes")))
         }
     }
 }
 
 /// The program's path: as given when it has a slash, else the first executable file of that
-/// name in the environment's `PATH` (as `execvp` would find it in the new environment).
+/// name in the environment's `PATH`, as `execvp` finds it in the new environment (an empty
+/// or relative entry is taken from the command's working directory). A file that is there
+/// but not executable is "permission denied" when nothing else is found.
 fn resolve(p: &Prepared) -> std::io::Result<std::path::PathBuf> {
     if p.cmd.contains('/') {
         return Ok(p.cmd.clone().into());
@@ -83,13 +88,22 @@ fn resolve(p: &Prepared) -> std::io::Result<std::path::PathBuf> {
         .env
         .get("PATH")
         .map_or(spawn::DEFAULT_PATH, String::as_str);
-    path.split(':')
-        .filter(|d| !d.is_empty())
-        .map(|d| std::path::Path::new(d).join(&p.cmd))
-        .find(|c| {
-            c.is_file() && nix::unistd::access(c.as_path(), nix::unistd::AccessFlags::X_OK).is_ok()
-        })
-        .ok_or_else(|| std::io::ErrorKind::NotFound.into())
+    let mut denied = false;
+    for dir in path.split(':') {
+        let candidate = std::path::Path::new(&p.cwd).join(dir).join(&p.cmd);
+        if !candidate.is_file() {
+            continue;
+        }
+        if nix::unistd::access(candidate.as_path(), nix::unistd::AccessFlags::X_OK).is_ok() {
+            return Ok(candidate);
+        }
+        denied = true;
+    }
+    Err(std::io::Error::from_raw_os_error(if denied {
+        libc::EACCES
+    } else {
+        libc::ENOENT
+    }))
 }
 
 fn cstring(bytes: &[u8]) -> std::io::Result<CString> {
@@ -115,30 +129,43 @@ fn check(rc: i32) -> std::io::Result<()> {
     }
 }
 
-/// The spawn attributes and file actions, destroyed on drop.
+/// The spawn attributes and file actions, each destroyed on drop if it was initialised.
 struct SpawnSetup {
     attr: libc::posix_spawnattr_t,
     actions: libc::posix_spawn_file_actions_t,
+    attr_ready: bool,
+    actions_ready: bool,
 }
 
 impl Drop for SpawnSetup {
     fn drop(&mut self) {
-        // SAFETY: both were initialised by `SpawnSetup::new` and are destroyed once.
+        // SAFETY: each object is destroyed once, and only after its init succeeded.
         unsafe {
-            libc::posix_spawnattr_destroy(&mut self.attr);
-            libc::posix_spawn_file_actions_destroy(&mut self.actions);
+            if self.attr_ready {
+                libc::posix_spawnattr_destroy(&mut self.attr);
+            }
+            if self.actions_ready {
+                libc::posix_spawn_file_actions_destroy(&mut self.actions);
+            }
         }
     }
 }
 
 /// Starts `program` as `p` says: its own session, signal mask empty, SIGPIPE back to its
 /// default (envd ignores it), stdin `/dev/null`, stdout and stderr into new pipes, in `p.cwd`.
+/// `by_shell` runs it as `/bin/sh program args…` (a script without `#!`).
 fn posix_spawn(
     program: &std::path::Path,
     p: &Prepared,
+    by_shell: bool,
 ) -> std::io::Result<(u32, OwnedFd, OwnedFd)> {
-    let path = cstring(program.as_os_str().as_bytes())?;
-    let mut argv = vec![cstring(p.cmd.as_bytes())?];
+    let program_c = cstring(program.as_os_str().as_bytes())?;
+    let (path, mut argv) = if by_shell {
+        let sh = cstring(b"/bin/sh")?;
+        (sh.clone(), vec![sh, program_c])
+    } else {
+        (program_c, vec![cstring(p.cmd.as_bytes())?])
+    };
     for a in &p.args {
         argv.push(cstring(a.as_bytes())?);
     }
@@ -163,9 +190,13 @@ fn posix_spawn(
         let mut setup = SpawnSetup {
             attr: std::mem::zeroed(),
             actions: std::mem::zeroed(),
+            attr_ready: false,
+            actions_ready: false,
         };
         check(libc::posix_spawnattr_init(&mut setup.attr))?;
+        setup.attr_ready = true;
         check(libc::posix_spawn_file_actions_init(&mut setup.actions))?;
+        setup.actions_ready = true;
         let mut none: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut none);
         let mut pipe_sig: libc::sigset_t = std::mem::zeroed();

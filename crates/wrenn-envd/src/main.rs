@@ -81,11 +81,8 @@ fn main() {
 }
 
 fn run(mode: &Mode, is_init: bool) -> anyhow::Result<()> {
-    // One worker per vCPU: on a one-vCPU guest a second worker cannot run beside the first and
-    // only adds thread switches to every hand-over between tasks.
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 4));
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
+        .worker_threads(2)
         .enable_all()
         .build()?;
     rt.block_on(async {

@@ -81,7 +81,11 @@ pub fn prepare(spec: &Spec) -> ApiResult<Prepared> {
 /// Builds the command (a fork, then exec). `ctty` makes fd 0 (a PTY slave) the controlling
 /// terminal.
 pub fn command(spec: &Spec, ctty: bool) -> ApiResult<Command> {
-    let p = prepare(spec)?;
+    Ok(command_of(prepare(spec)?, ctty))
+}
+
+/// [`command`] for a request already resolved.
+pub fn command_of(p: Prepared, ctty: bool) -> Command {
     let mut cmd = Command::new(&p.cmd);
     cmd.args(&p.args)
         .current_dir(&p.cwd)
@@ -111,7 +115,7 @@ pub fn command(spec: &Spec, ctty: bool) -> ApiResult<Command> {
             Ok(())
         });
     }
-    Ok(cmd)
+    cmd
 }
 
 /// The template's environment ([`wrenn_protocol::TEMPLATE_ENV_PATH`]): `KEY=VALUE` lines; a

@@ -315,3 +315,43 @@ async fn a_program_is_looked_up_in_the_commands_own_path() {
         .unwrap_err();
     assert_eq!(kind(e), ErrorKind::NotFound);
 }
+
+#[tokio::test]
+async fn a_script_without_an_interpreter_line_runs_with_the_shell() {
+    // As execvp does: a file the kernel cannot run (no `#!`) is handed to /bin/sh.
+    let envd = Envd::start();
+    let c = envd.client().await;
+    let script = envd.dir.path().join("plain-script");
+    std::fs::write(&script, "echo plain $1\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = c
+        .exec(ExecRequest {
+            cmd: script.to_string_lossy().into_owned(),
+            args: vec!["works".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (out.exit_code, String::from_utf8_lossy(&out.stdout).trim()),
+        (0, "plain works")
+    );
+}
+
+#[tokio::test]
+async fn a_program_found_but_not_executable_is_permission_denied() {
+    let envd = Envd::start();
+    let c = envd.client().await;
+    let bin = envd.dir.path().join("noexec");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::write(bin.join("wrenn-not-executable"), "#!/bin/sh\n").unwrap();
+    let e = c
+        .exec(ExecRequest {
+            cmd: "wrenn-not-executable".into(),
+            envs: BTreeMap::from([("PATH".into(), bin.display().to_string())]),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(kind(e), ErrorKind::PermissionDenied);
+}

@@ -27,6 +27,9 @@ pub enum LinkError {
     /// The guest did not acknowledge the session in time.
     #[error("guest did not acknowledge the link session within {0:?}")]
     NoAck(std::time::Duration),
+    /// A FILL asking for more than the guest sends.
+    #[error("a fill of {0} bytes is more than the guest sends (at most {max})", max = frame::FILL_MAX)]
+    FillTooLarge(u64),
     /// A payload that does not fit in one frame.
     #[error("payload of {0} bytes does not fit in one frame (at most {max})", max = frame::MAX_PAYLOAD - ECHO_NONCE)]
     TooLarge(usize),

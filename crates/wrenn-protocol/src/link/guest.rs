@@ -90,7 +90,11 @@ where
                     };
                     let _ = tx.send(Outgoing::Frame(reply)).await;
                 }
-                FrameKind::Fill => fill(&frame, &tx).await,
+                // Bulk for the current session only: a stale request is not worth a second.
+                FrameKind::Fill if session.as_ref().map(|s| s.id) == Some(frame.session) => {
+                    fill(&frame, &tx).await
+                }
+                FrameKind::Fill => {}
                 FrameKind::Ack | FrameKind::EchoReply | FrameKind::Discard => {}
             }
         }

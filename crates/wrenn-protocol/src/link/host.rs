@@ -230,6 +230,9 @@ impl HostLink {
     /// Asks the guest for `bytes` (at most [`super::frame::FILL_MAX`]) in DISCARD frames and
     /// waits until they all arrived: the port's raw throughput towards the host.
     pub async fn fill(&self, bytes: u64) -> Result<(), LinkError> {
+        if bytes > super::frame::FILL_MAX {
+            return Err(LinkError::FillTooLarge(bytes));
+        }
         let (nonce, done) = self.expect_reply();
         let mut p = BytesMut::with_capacity(super::frame::FILL_COUNT);
         p.put_u64_le(nonce);
@@ -341,6 +344,10 @@ mod tests {
         link.discard(3 * MAX_PAYLOAD + 5).await.unwrap();
         link.fill(3 * MAX_PAYLOAD as u64 + 5).await.unwrap();
         link.fill(0).await.unwrap();
+        assert!(matches!(
+            link.fill(crate::link::frame::FILL_MAX + 1).await,
+            Err(LinkError::FillTooLarge(_))
+        ));
         // The session's own bytes are untouched by the bulk frames around them.
         assert_eq!(round_trip(&mut io, b"after bulk").await, b"after bulk");
     }

@@ -64,26 +64,49 @@ impl AsyncRead for SessionIo {
 
 impl AsyncWrite for SessionIo {
     fn poll_write(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        if buf.is_empty() {
+        self.poll_write_vectored(cx, &[std::io::IoSlice::new(buf)])
+    }
+
+    /// Gathers the slices (HTTP/2 writes a frame's header and its payload apart) into one
+    /// DATA frame of at most [`MAX_PAYLOAD`] bytes.
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        if total == 0 {
             return Poll::Ready(Ok(0));
         }
         if ready!(self.outbound.poll_reserve(cx)).is_err() {
             return Poll::Ready(Err(std::io::ErrorKind::BrokenPipe.into()));
         }
-        let n = buf.len().min(MAX_PAYLOAD);
+        let mut payload = bytes::BytesMut::with_capacity(total.min(MAX_PAYLOAD));
+        for b in bufs {
+            let room = MAX_PAYLOAD - payload.len();
+            if room == 0 {
+                break;
+            }
+            payload.extend_from_slice(&b[..b.len().min(room)]);
+        }
+        let n = payload.len();
         let frame = Frame {
             kind: FrameKind::Data,
             session: self.session,
-            payload: Bytes::copy_from_slice(&buf[..n]),
+            payload: payload.freeze(),
         };
         match self.outbound.send_item(Outgoing::Frame(frame)) {
             Ok(()) => Poll::Ready(Ok(n)),
             Err(_) => Poll::Ready(Err(std::io::ErrorKind::BrokenPipe.into())),
         }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
     }
 
     fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {

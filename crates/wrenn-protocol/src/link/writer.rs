@@ -1,5 +1,5 @@
 //! The task that owns the transport's write half: encodes queued frames, coalescing them into
-//! large writes, and drops DATA of sessions that are no longer current.
+//! large writes, and drops DATA and DISCARD of sessions that are no longer current.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -76,7 +76,8 @@ pub(crate) async fn write_loop<W: AsyncWrite + Unpin>(
 fn push(buf: &mut BytesMut, out: Outgoing, current: &AtomicU64) {
     match out {
         Outgoing::Frame(f) => {
-            if f.kind == FrameKind::Data && f.session != current.load(Ordering::SeqCst) {
+            let bulk = matches!(f.kind, FrameKind::Data | FrameKind::Discard);
+            if bulk && f.session != current.load(Ordering::SeqCst) {
                 return;
             }
             f.encode(buf);
