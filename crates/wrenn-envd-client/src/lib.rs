@@ -25,9 +25,9 @@ use http::Method;
 use http_body_util::{BodyExt, StreamBody};
 use wrenn_protocol::routes;
 use wrenn_protocol::{
-    EntryInfo, EnvdErrorBody, ExecOutput, ExecRequest, Health, Metrics, ProcessEvent, ProcessInfo,
-    ProcessSelector, PtyEvent, PtyResize, PtyStart, RestoreRequest, SignalRequest, WriteOptions,
-    HEADER_PID, HEADER_TAG,
+    EntryInfo, EnvdErrorBody, ExecOutput, ExecRequest, Health, Metrics, MoveRequest, ProcessEvent,
+    ProcessInfo, ProcessSelector, PtyEvent, PtyResize, PtyStart, RestoreRequest, SignalRequest,
+    WriteOptions, HEADER_PID, HEADER_TAG,
 };
 
 pub use conn::LinkChannel;
@@ -233,6 +233,18 @@ impl EnvdClient {
         self.process_stream(Method::GET, &path, empty()).await
     }
 
+    /// Writes bytes to the stdin pipe of a background process started with `stdin`.
+    pub async fn send_stdin(&self, target: ProcessSelector, data: Bytes) -> Result<(), EnvdError> {
+        let path = routes::fill(routes::PROCESS_STDIN, &selector(&target));
+        conn::unit(&*self.channel, Method::POST, &path, raw(data)).await
+    }
+
+    /// Closes the stdin pipe of a background process (it reads end of file).
+    pub async fn close_stdin(&self, target: ProcessSelector) -> Result<(), EnvdError> {
+        let path = routes::fill(routes::PROCESS_STDIN_CLOSE, &selector(&target));
+        conn::unit(&*self.channel, Method::POST, &path, empty()).await
+    }
+
     async fn pty_stream(
         &self,
         method: Method,
@@ -434,6 +446,15 @@ impl EnvdClient {
             None::<&()>,
         )
         .await
+    }
+
+    /// Renames a file or directory; answers the entry at its new path.
+    pub async fn rename(&self, source: &str, destination: &str) -> Result<EntryInfo, EnvdError> {
+        let req = MoveRequest {
+            source: source.to_owned(),
+            destination: destination.to_owned(),
+        };
+        conn::json(&*self.channel, Method::POST, routes::FILES_MOVE, Some(&req)).await
     }
 
     /// Removes a file or a directory tree.

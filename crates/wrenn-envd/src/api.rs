@@ -17,14 +17,13 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use wrenn_protocol::routes;
 use wrenn_protocol::{
-    ExecRequest, Health, ProcessSelector, PtyResize, PtyStart, RestoreRequest, SignalRequest,
-    WriteOptions, HEADER_PID, HEADER_TAG,
+    ExecRequest, Health, MoveRequest, ProcessSelector, PtyResize, PtyStart, RestoreRequest,
+    SignalRequest, WriteOptions, HEADER_PID, HEADER_TAG,
 };
 
 use crate::error::{ApiError, ApiResult};
 use crate::metrics::Sampler;
-use crate::procs::{Registry, Tracked};
-use crate::spawn::Spec;
+use crate::procs::{spec_of, Registry, Tracked};
 use crate::{exec, files, restore};
 
 /// Everything the handlers share.
@@ -53,6 +52,8 @@ pub fn router(app: AppState) -> Router {
         )
         .route(routes::PROCESS_SIGNAL, post(signal))
         .route(routes::PROCESS_ATTACH, get(attach))
+        .route(routes::PROCESS_STDIN, post(stdin_write))
+        .route(routes::PROCESS_STDIN_CLOSE, post(stdin_close))
         .route(routes::PTY, post(pty_start))
         .route(routes::PTY_CONNECT, get(pty_connect))
         .route(routes::PTY_INPUT, post(pty_input))
@@ -62,6 +63,7 @@ pub fn router(app: AppState) -> Router {
         .route(routes::FILES_STAT, get(stat))
         .route(routes::FILES_LIST, get(list))
         .route(routes::FILES_MKDIR, post(mkdir))
+        .route(routes::FILES_MOVE, post(move_entry))
         .route(routes::METRICS, get(metrics))
         .route(routes::RESTORE, post(restore_state))
         .route(routes::PORT_TUNNEL, post(port_tunnel))
@@ -83,16 +85,6 @@ where
         line.push(b'\n');
         Ok::<_, std::convert::Infallible>(Bytes::from(line))
     }))
-}
-
-fn spec_of(req: &ExecRequest) -> Spec {
-    Spec {
-        cmd: req.cmd.clone(),
-        args: req.args.clone(),
-        envs: req.envs.clone(),
-        cwd: req.cwd.clone(),
-        user: req.user.clone(),
-    }
 }
 
 async fn health() -> Json<Health> {
@@ -146,6 +138,25 @@ async fn signal(
 async fn attach(State(app): State<AppState>, Path(sel): Path<String>) -> ApiResult<Response> {
     let t = app.procs.find(&ProcessSelector::parse(&sel))?;
     Ok(ndjson(t.events()).into_response())
+}
+
+async fn stdin_write(
+    State(app): State<AppState>,
+    Path(sel): Path<String>,
+    body: Bytes,
+) -> ApiResult<StatusCode> {
+    app.procs
+        .write_stdin(&ProcessSelector::parse(&sel), &body)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn stdin_close(
+    State(app): State<AppState>,
+    Path(sel): Path<String>,
+) -> ApiResult<StatusCode> {
+    app.procs.close_stdin(&ProcessSelector::parse(&sel)).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 fn pty_response(t: Arc<Tracked>) -> Response {
@@ -265,6 +276,14 @@ async fn list(Query(q): Query<PathQuery>) -> ApiResult<Response> {
 
 async fn mkdir(Query(q): Query<PathQuery>) -> ApiResult<Response> {
     Ok(Json(files::mkdir(&q.path)?).into_response())
+}
+
+async fn move_entry(body: Bytes) -> ApiResult<Response> {
+    let req: MoveRequest = json(&body)?;
+    let info = tokio::task::spawn_blocking(move || files::rename(&req.source, &req.destination))
+        .await
+        .map_err(|e| ApiError::internal(format!("move: {e}")))??;
+    Ok(Json(info).into_response())
 }
 
 async fn metrics(State(app): State<AppState>) -> Response {

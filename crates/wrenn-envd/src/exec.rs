@@ -31,24 +31,33 @@ pub struct Running {
     pub stdout: pipe::Receiver,
     /// Read end of its stderr.
     pub stderr: pipe::Receiver,
+    /// Write end of its stdin pipe, when it has one.
+    pub stdin: Option<pipe::Sender>,
     /// Its exit code, once reaped.
     pub exit: ExitRx,
 }
 
-/// Starts `spec` with stdin from /dev/null and piped stdout/stderr.
-pub fn start(spec: &Spec) -> ApiResult<Running> {
+/// Starts `spec` with piped stdout/stderr, and stdin a pipe when `stdin` is true, else
+/// `/dev/null`.
+pub fn start(spec: &Spec, stdin: bool) -> ApiResult<Running> {
     let launch::Launched {
         pid,
         stdout,
         stderr,
+        stdin,
         exit,
-    } = launch::piped(spec)?;
+    } = launch::piped(spec, stdin)?;
     let rx = |fd: OwnedFd| {
         pipe::Receiver::from_owned_fd(fd).map_err(|e| ApiError::io("watch output pipe", e))
     };
-    let (stdout, stderr) = match (rx(stdout), rx(stderr)) {
-        (Ok(o), Ok(e)) => (o, e),
-        (Err(e), _) | (_, Err(e)) => {
+    let tx = |fd: Option<OwnedFd>| {
+        fd.map(pipe::Sender::from_owned_fd)
+            .transpose()
+            .map_err(|e| ApiError::io("watch stdin pipe", e))
+    };
+    let (stdout, stderr, stdin) = match (rx(stdout), rx(stderr), tx(stdin)) {
+        (Ok(o), Ok(e), Ok(i)) => (o, e, i),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
             kill_group(pid, libc::SIGKILL);
             return Err(e);
         }
@@ -57,6 +66,7 @@ pub fn start(spec: &Spec) -> ApiResult<Running> {
         pid,
         stdout,
         stderr,
+        stdin,
         exit,
     })
 }
@@ -109,6 +119,7 @@ pub async fn drive(
         mut stdout,
         mut stderr,
         mut exit,
+        ..
     } = run;
     let mut guard = KillOnDrop::new(pid);
     let far = tokio::time::Instant::now() + Duration::from_secs(100 * 365 * 86_400);
@@ -159,7 +170,7 @@ pub async fn drive(
 /// stream, the rest drained and counted as truncated.
 pub async fn collect(spec: &Spec, timeout: Option<Duration>) -> ApiResult<ExecOutput> {
     let started = Instant::now();
-    let run = start(spec)?;
+    let run = start(spec, false)?;
     let (tx, mut rx) = mpsc::channel(16);
     let gather = async {
         let (mut stdout, mut stderr) = (Capped::default(), Capped::default());
@@ -226,7 +237,7 @@ pub fn stream(
     spec: &Spec,
     timeout: Option<Duration>,
 ) -> ApiResult<(u32, mpsc::Receiver<ProcessEvent>)> {
-    let run = start(spec)?;
+    let run = start(spec, false)?;
     let pid = run.pid;
     let (tx, rx) = mpsc::channel(16);
     tokio::spawn(async move {

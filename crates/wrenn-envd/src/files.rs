@@ -252,6 +252,27 @@ pub fn remove(path: &str) -> ApiResult<()> {
     r.map_err(|e| ApiError::io(format!("remove {path}"), e))
 }
 
+/// Renames `source` to `destination` (both absolute; the root and mount points are refused
+/// as by [`remove`]) and answers the stat of the destination. A file or empty directory at
+/// the destination is replaced, as rename(2) does; across file systems it fails.
+pub fn rename(source: &str, destination: &str) -> ApiResult<EntryInfo> {
+    let from = removal_target(source)?;
+    let to = removal_target(destination)?;
+    let meta =
+        std::fs::symlink_metadata(&from).map_err(|e| ApiError::io(format!("move {source}"), e))?;
+    refuse_mounts(source, &from, &meta)?;
+    std::fs::rename(&from, &to).map_err(|e| {
+        if e.raw_os_error() == Some(libc::EXDEV) {
+            ApiError::invalid(format!(
+                "move {source} to {destination}: they are on different file systems"
+            ))
+        } else {
+            ApiError::io(format!("move {source} to {destination}"), e)
+        }
+    })?;
+    stat(&to.to_string_lossy())
+}
+
 /// What a read or write refuses at `path`: a character or block device. A device is not a
 /// file with an end: `/dev/zero` and `/dev/urandom` never end, `/dev/mem` or a tty block,
 /// others fail in their driver (`/dev/hpet` is busy), and opening one runs its driver. Devices

@@ -1,4 +1,4 @@
-//! Starting a command with stdin from `/dev/null` and piped output. A command that runs as
+//! Starting a command with piped output and stdin from `/dev/null` or a pipe. A command that runs as
 //! envd's own user starts with `posix_spawn`, which does not copy envd's address space (the
 //! C library uses `vfork`-like cloning); one that switches users needs code between fork and
 //! exec, so it goes through [`crate::spawn::command`]. Under emulation a fork of envd costs
@@ -21,52 +21,61 @@ pub struct Launched {
     pub stdout: OwnedFd,
     /// Read end of its stderr.
     pub stderr: OwnedFd,
+    /// Write end of its stdin, when it was started with a stdin pipe.
+    pub stdin: Option<OwnedFd>,
     /// Its exit code, once reaped.
     pub exit: ExitRx,
 }
 
-/// Starts `spec` in its own session, stdin from `/dev/null`, stdout and stderr piped.
-pub fn piped(spec: &Spec) -> ApiResult<Launched> {
+/// Starts `spec` in its own session, stdout and stderr piped, stdin a pipe when `stdin` is
+/// true and `/dev/null` otherwise.
+pub fn piped(spec: &Spec, stdin: bool) -> ApiResult<Launched> {
     let prepared = spawn::prepare(spec)?;
     if prepared.switch_user {
-        return forked(prepared);
+        return forked(prepared, stdin);
     }
     let program = resolve(&prepared).map_err(|e| spawn::spawn_error(&spec.cmd, e))?;
     let (launched, exit) = reaper::register(|| {
-        let l = match posix_spawn(&program, &prepared, false) {
+        let l = match posix_spawn(&program, &prepared, false, stdin) {
             // Not a binary and no `#!`: run it with the shell, as execvp does.
             Err(e) if e.raw_os_error() == Some(libc::ENOEXEC) => {
-                posix_spawn(&program, &prepared, true)?
+                posix_spawn(&program, &prepared, true, stdin)?
             }
             other => other?,
         };
-        let pid = l.0;
+        let pid = l.pid;
         Ok((l, pid))
     })
     .map_err(|e| spawn::spawn_error(&spec.cmd, e))?;
-    let (pid, stdout, stderr) = launched;
     Ok(Launched {
-        pid,
-        stdout,
-        stderr,
+        pid: launched.pid,
+        stdout: launched.stdout,
+        stderr: launched.stderr,
+        stdin: launched.stdin,
         exit,
     })
 }
 
 /// The fork path: a std `Command` with the pre-exec steps of [`spawn::command`].
-fn forked(prepared: Prepared) -> ApiResult<Launched> {
+fn forked(prepared: Prepared, stdin: bool) -> ApiResult<Launched> {
     let name = prepared.cmd.clone();
     let mut cmd = spawn::command_of(prepared, false);
-    cmd.stdin(Stdio::null())
+    cmd.stdin(if stdin { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let (mut child, exit) = reaper::spawn(&mut cmd).map_err(|e| spawn::spawn_error(&name, e))?;
     let pid = child.id();
+    let input = child.stdin.take().map(OwnedFd::from);
+    if stdin && input.is_none() {
+        spawn::kill_group(pid, libc::SIGKILL);
+        return Err(ApiError::internal(format!("start {name}: no stdin pipe")));
+    }
     match child.stdout.take().zip(child.stderr.take()) {
         Some((out, err)) => Ok(Launched {
             pid,
             stdout: out.into(),
             stderr: err.into(),
+            stdin: input,
             exit,
         }),
         None => {
@@ -74,6 +83,14 @@ fn forked(prepared: Prepared) -> ApiResult<Launched> {
             Err(ApiError::internal(format!("start {name}: no output pipes")))
         }
     }
+}
+
+/// What [`posix_spawn`] started: the pid and envd's ends of the pipes.
+struct Spawned {
+    pid: u32,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+    stdin: Option<OwnedFd>,
 }
 
 /// The program's path: as given when it has a slash, else the first executable file of that
@@ -152,13 +169,15 @@ impl Drop for SpawnSetup {
 }
 
 /// Starts `program` as `p` says: its own session, signal mask empty, SIGPIPE back to its
-/// default (envd ignores it), stdin `/dev/null`, stdout and stderr into new pipes, in `p.cwd`.
-/// `by_shell` runs it as `/bin/sh program args…` (a script without `#!`).
+/// default (envd ignores it), stdin `/dev/null` (a new pipe when `stdin`), stdout and stderr
+/// into new pipes, in `p.cwd`. `by_shell` runs it as `/bin/sh program args…` (a script
+/// without `#!`).
 fn posix_spawn(
     program: &std::path::Path,
     p: &Prepared,
     by_shell: bool,
-) -> std::io::Result<(u32, OwnedFd, OwnedFd)> {
+    stdin: bool,
+) -> std::io::Result<Spawned> {
     let program_c = cstring(program.as_os_str().as_bytes())?;
     let (path, mut argv) = if by_shell {
         let sh = cstring(b"/bin/sh")?;
@@ -182,6 +201,7 @@ fn posix_spawn(
     let devnull = cstring(b"/dev/null")?;
     let (out_rd, out_wr) = pipe()?;
     let (err_rd, err_wr) = pipe()?;
+    let input = if stdin { Some(pipe()?) } else { None };
     use std::os::fd::AsRawFd;
     // SAFETY: every pointer handed to the posix_spawn family points into a CString, a vector
     // or a descriptor that outlives the call; the attribute and action objects are
@@ -212,13 +232,20 @@ fn posix_spawn(
             libc::POSIX_SPAWN_SETSID
                 | (libc::POSIX_SPAWN_SETSIGMASK | libc::POSIX_SPAWN_SETSIGDEF) as libc::c_short,
         ))?;
-        check(libc::posix_spawn_file_actions_addopen(
-            &mut setup.actions,
-            0,
-            devnull.as_ptr(),
-            libc::O_RDONLY,
-            0,
-        ))?;
+        match &input {
+            Some((in_rd, _)) => check(libc::posix_spawn_file_actions_adddup2(
+                &mut setup.actions,
+                in_rd.as_raw_fd(),
+                0,
+            ))?,
+            None => check(libc::posix_spawn_file_actions_addopen(
+                &mut setup.actions,
+                0,
+                devnull.as_ptr(),
+                libc::O_RDONLY,
+                0,
+            ))?,
+        }
         check(libc::posix_spawn_file_actions_adddup2(
             &mut setup.actions,
             out_wr.as_raw_fd(),
@@ -242,8 +269,16 @@ fn posix_spawn(
             argv_ptrs.as_ptr(),
             envp_ptrs.as_ptr(),
         ))?;
-        // The write ends now belong to the child alone (dropped here, at the end of scope).
+        // The child's ends now belong to the child alone (dropped here).
         drop((out_wr, err_wr));
-        Ok((pid as u32, out_rd, err_rd))
+        Ok(Spawned {
+            pid: pid as u32,
+            stdout: out_rd,
+            stderr: err_rd,
+            stdin: input.map(|(in_rd, in_wr)| {
+                drop(in_rd);
+                in_wr
+            }),
+        })
     }
 }

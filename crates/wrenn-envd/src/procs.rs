@@ -50,6 +50,8 @@ pub struct Tracked {
     pub args: Vec<String>,
     /// The PTY master of a PTY session.
     pub pty: Option<Master>,
+    /// The stdin pipe of a background process started with one, until it is closed.
+    stdin: tokio::sync::Mutex<Option<tokio::net::unix::pipe::Sender>>,
     state: Mutex<State>,
     changed: watch::Sender<u64>,
 }
@@ -67,6 +69,7 @@ impl Tracked {
             cmd: spec.cmd.clone(),
             args: spec.args.clone(),
             pty,
+            stdin: tokio::sync::Mutex::new(None),
             state: Mutex::new(State {
                 out: Ring::new(cap),
                 err: Ring::new(cap),
@@ -263,8 +266,12 @@ impl Registry {
         let spec = spec_of(&req);
         let timeout = req.timeout_ms.map(Duration::from_millis);
         let t = self.insert(req.tag, "proc", |tag| {
-            let run = exec::start(&spec)?;
-            let t = Arc::new(Tracked::new(run.pid, tag, &spec, None));
+            let mut run = exec::start(&spec, req.stdin)?;
+            let t = Tracked::new(run.pid, tag, &spec, None);
+            *t.stdin
+                .try_lock()
+                .map_err(|_| ApiError::internal("stdin in use"))? = run.stdin.take();
+            let t = Arc::new(t);
             tokio::spawn(follow_background(t.clone(), run, timeout));
             Ok(t)
         })?;
@@ -359,6 +366,42 @@ impl Registry {
         v
     }
 
+    /// Writes `data` to the stdin pipe of the running process `sel`.
+    pub async fn write_stdin(&self, sel: &ProcessSelector, data: &[u8]) -> ApiResult<()> {
+        use tokio::io::AsyncWriteExt;
+        let t = self.find(sel)?;
+        if !t.running() {
+            return Err(ApiError::not_found(format!(
+                "process {}: already exited",
+                t.tag
+            )));
+        }
+        let mut stdin = t.stdin.lock().await;
+        let pipe = stdin.as_mut().ok_or_else(|| {
+            ApiError::invalid(format!(
+                "process {}: has no stdin (start it with stdin, and do not close it)",
+                t.tag
+            ))
+        })?;
+        pipe.write_all(data)
+            .await
+            .map_err(|e| ApiError::io(format!("process {}: stdin", t.tag), e))
+    }
+
+    /// Closes the stdin pipe of `sel`: the process reads end of file. Closing it again is
+    /// no error.
+    pub async fn close_stdin(&self, sel: &ProcessSelector) -> ApiResult<()> {
+        let t = self.find(sel)?;
+        if t.pty.is_some() {
+            return Err(ApiError::invalid(format!(
+                "process {}: a pty session has no stdin pipe (send Ctrl-D as input)",
+                t.tag
+            )));
+        }
+        t.stdin.lock().await.take();
+        Ok(())
+    }
+
     /// Sends `sig` to the process group of `sel`.
     pub fn signal(&self, sel: &ProcessSelector, sig: i32) -> ApiResult<()> {
         let t = self.find(sel)?;
@@ -376,7 +419,8 @@ impl Registry {
     }
 }
 
-fn spec_of(req: &ExecRequest) -> Spec {
+/// The spawn spec of a command request.
+pub(crate) fn spec_of(req: &ExecRequest) -> Spec {
     Spec {
         cmd: req.cmd.clone(),
         args: req.args.clone(),
@@ -393,6 +437,7 @@ async fn follow_background(t: Arc<Tracked>, run: exec::Running, timeout: Option<
         mut stdout,
         mut stderr,
         mut exit,
+        ..
     } = run;
     let far = tokio::time::Instant::now() + Duration::from_secs(100 * 365 * 86_400);
     let deadline = timeout.map_or(far, |d| tokio::time::Instant::now() + d);

@@ -488,3 +488,42 @@ async fn remove_refuses_mount_points_before_deleting_anything() {
         .unwrap();
     assert!(inside.is_file());
 }
+
+#[tokio::test]
+async fn rename_moves_files_and_directories_and_refuses_the_root() {
+    let envd = Envd::start();
+    let c = envd.client().await;
+    let root = envd.dir.path().display().to_string();
+    let body = |b: &'static [u8]| {
+        futures::stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(b))]).boxed()
+    };
+    let (a, b) = (format!("{root}/a.txt"), format!("{root}/b.txt"));
+    c.write_file(&a, WriteOptions::default(), body(b"hello"))
+        .await
+        .unwrap();
+    let moved = c.rename(&a, &b).await.unwrap();
+    assert_eq!((moved.path.as_str(), moved.size), (b.as_str(), 5));
+    assert_eq!(kind(c.stat(&a).await.unwrap_err()), ErrorKind::NotFound);
+
+    let (d, e) = (format!("{root}/d"), format!("{root}/e"));
+    c.mkdir(&format!("{d}/inner")).await.unwrap();
+    let moved = c.rename(&d, &e).await.unwrap();
+    assert_eq!(moved.kind, EntryKind::Directory);
+    assert_eq!(
+        c.stat(&format!("{e}/inner")).await.unwrap().kind,
+        EntryKind::Directory
+    );
+
+    assert_eq!(
+        kind(c.rename(&a, &b).await.unwrap_err()),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        kind(c.rename("/", &format!("{root}/x")).await.unwrap_err()),
+        ErrorKind::InvalidArgument
+    );
+    assert_eq!(
+        kind(c.rename("relative", &b).await.unwrap_err()),
+        ErrorKind::InvalidArgument
+    );
+}

@@ -312,3 +312,66 @@ async fn tags_are_restricted_to_a_safe_charset_and_length() {
     assert_eq!(ok.tag, "job.v2_a-1");
     c.signal(ProcessSelector::Tag(ok.tag), 9).await.unwrap();
 }
+
+#[tokio::test]
+async fn stdin_pipe_feeds_a_background_process_until_closed() {
+    let envd = Envd::start();
+    let c = envd.client().await;
+    let info = c
+        .start_background(ExecRequest {
+            stdin: true,
+            ..sh("while read line; do echo \"got $line\"; done; echo eof")
+        })
+        .await
+        .unwrap();
+    let sel = ProcessSelector::Pid(info.pid);
+    let attached = c.attach(sel.clone()).await.unwrap();
+    assert_eq!(attached.pid, info.pid);
+    let mut events = attached.events;
+    c.send_stdin(sel.clone(), Bytes::from_static(b"one\ntwo\n"))
+        .await
+        .unwrap();
+    let seen = stdout_until(&mut events, "got two").await;
+    assert!(seen.contains("got one\n"), "{seen:?}");
+    c.close_stdin(sel.clone()).await.unwrap();
+    // Closing again is no error; writing after the close is refused.
+    c.close_stdin(sel.clone()).await.unwrap();
+    stdout_until(&mut events, "eof").await;
+    loop {
+        match tokio::time::timeout(WAIT, events.next()).await.unwrap() {
+            Some(ProcessEvent::Exit { exit_code }) => {
+                assert_eq!(exit_code, 0);
+                break;
+            }
+            Some(_) => {}
+            None => panic!("stream ended without an exit"),
+        }
+    }
+    let e = c
+        .send_stdin(sel, Bytes::from_static(b"late\n"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(kind(e), ErrorKind::NotFound | ErrorKind::InvalidArgument),
+        "write after the end"
+    );
+}
+
+#[tokio::test]
+async fn a_process_started_without_stdin_reads_eof_and_refuses_input() {
+    let envd = Envd::start();
+    let c = envd.client().await;
+    let info = c
+        .start_background(sh("cat; echo cat-ended; sleep 600"))
+        .await
+        .unwrap();
+    let sel = ProcessSelector::Pid(info.pid);
+    let mut events = c.attach(sel.clone()).await.unwrap().events;
+    stdout_until(&mut events, "cat-ended").await;
+    let e = c
+        .send_stdin(sel.clone(), Bytes::from_static(b"x"))
+        .await
+        .unwrap_err();
+    assert_eq!(kind(e), ErrorKind::InvalidArgument);
+    c.signal(sel, libc::SIGKILL).await.unwrap();
+}

@@ -16,6 +16,10 @@ pub const PROCESSES: &str = "/processes";
 pub const PROCESS_SIGNAL: &str = "/processes/{sel}/signal";
 /// `GET`: attach to a background process.
 pub const PROCESS_ATTACH: &str = "/processes/{sel}/attach";
+/// `POST`: bytes for the stdin pipe of a background process started with `stdin`.
+pub const PROCESS_STDIN: &str = "/processes/{sel}/stdin";
+/// `POST`: close that stdin pipe (the process reads end of file).
+pub const PROCESS_STDIN_CLOSE: &str = "/processes/{sel}/stdin/close";
 /// `POST`: start a PTY session.
 pub const PTY: &str = "/pty";
 /// `GET`: reattach to a PTY session.
@@ -32,6 +36,8 @@ pub const FILES: &str = "/files";
 pub const FILES_STAT: &str = "/files/stat";
 /// `GET`: list a directory (`?path=&depth=`).
 pub const FILES_LIST: &str = "/files/list";
+/// `POST`: rename an entry (JSON [`crate::MoveRequest`]).
+pub const FILES_MOVE: &str = "/files/move";
 /// `POST`: make a directory and its parents (`?path=`).
 pub const FILES_MKDIR: &str = "/files/mkdir";
 /// `GET`: CPU, memory and disk use.

@@ -31,6 +31,11 @@ pub struct ExecRequest {
     pub timeout_ms: Option<u64>,
     /// Tag of a background process (generated when absent).
     pub tag: Option<String>,
+    /// Give a background process a stdin pipe (written with [`crate::routes::PROCESS_STDIN`],
+    /// closed with [`crate::routes::PROCESS_STDIN_CLOSE`]); otherwise, and for foreground
+    /// commands always, stdin is `/dev/null`. Left out when false, so older envds accept it.
+    #[serde(skip_serializing_if = "is_false")]
+    pub stdin: bool,
 }
 
 /// Result of a foreground command, output collected.
@@ -192,6 +197,16 @@ impl ProcessSelector {
             _ => Self::Tag(s.to_owned()),
         }
     }
+}
+
+/// `POST /files/move`: rename a file or directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MoveRequest {
+    /// Absolute path of the entry.
+    pub source: String,
+    /// Absolute path it gets; an existing file there is replaced, a non-empty directory is
+    /// not.
+    pub destination: String,
 }
 
 /// Start a PTY session.
