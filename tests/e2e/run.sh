@@ -23,6 +23,21 @@ if ! "$py" -c 'import importlib.metadata as m, sys; sys.exit(m.version("wrenn") 
     || { echo "run.sh: installing the SDK, schemathesis and pytest failed" >&2; exit 2; }
 fi
 
+# The E2B SDKs the E2B front end answers (test_e2b.py): the release its contract was read
+# from, and one from before 2.51 (create and connect before `/v2`) in a venv of its own.
+e2b_new="e2b==2.63.0 e2b-code-interpreter==2.11.5"
+if ! "$py" -c 'import importlib.metadata as m, sys; sys.exit(m.version("e2b") != "2.63.0" or m.version("e2b-code-interpreter") != "2.11.5")' 2>/dev/null; then
+  # shellcheck disable=SC2086
+  "$venv/bin/pip" install -q --disable-pip-version-check $e2b_new \
+    || { echo "run.sh: installing the e2b SDKs failed" >&2; exit 2; }
+fi
+old_venv="$root/.venv-e2e-e2b-old"
+if ! "$old_venv/bin/python" -c 'import importlib.metadata as m, sys; sys.exit(m.version("e2b") != "2.50.0")' 2>/dev/null; then
+  python3 -m venv "$old_venv" && "$old_venv/bin/pip" install -q --disable-pip-version-check 'e2b==2.50.0' \
+    || { echo "run.sh: installing the older e2b SDK failed" >&2; exit 2; }
+fi
+export E2B_OLD_PYTHON="$old_venv/bin/python"
+
 export WRENN_BIN="${WRENN_BIN:-$root/target/debug/wrenn}"
 if [ ! -x "$WRENN_BIN" ]; then
   echo "run.sh: $WRENN_BIN not found; build it first: cargo build -p wrenn-cli" >&2

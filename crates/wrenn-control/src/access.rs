@@ -54,7 +54,7 @@ pub struct PortCredentials {
 }
 
 /// Compares two byte strings in time independent of where they differ.
-fn same(a: &[u8], b: &[u8]) -> bool {
+pub fn same_secret(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
@@ -62,7 +62,7 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 fn token_matches(row: &CapsuleRow, token: &str) -> bool {
     row.access_token_hash
         .as_deref()
-        .is_some_and(|h| same(h.as_bytes(), ids::hash_key(token).as_bytes()))
+        .is_some_and(|h| same_secret(h.as_bytes(), ids::hash_key(token).as_bytes()))
 }
 
 impl AppState {
@@ -126,8 +126,8 @@ mod tests {
 
     #[test]
     fn constant_time_compare() {
-        assert!(same(b"abc", b"abc"));
-        assert!(!same(b"abc", b"abd"));
-        assert!(!same(b"abc", b"ab"));
+        assert!(same_secret(b"abc", b"abc"));
+        assert!(!same_secret(b"abc", b"abd"));
+        assert!(!same_secret(b"abc", b"ab"));
     }
 }

@@ -11,6 +11,7 @@ pub mod auth;
 pub mod config;
 pub mod conn;
 pub mod core;
+pub mod e2b;
 pub mod error;
 pub mod ids;
 pub mod keys;

@@ -19,6 +19,8 @@ pub struct AppState {
     pub ws_slots: Arc<WsSlots>,
     /// Becomes true when the server shuts down; long-lived streams end on it.
     pub stopping: Arc<tokio::sync::watch::Sender<bool>>,
+    /// What the E2B front end keeps between requests.
+    pub e2b: Arc<crate::e2b::Shared>,
 }
 
 impl AppState {
@@ -29,6 +31,7 @@ impl AppState {
             core: Core::new(config, store, host),
             ws_slots,
             stopping: Arc::new(tokio::sync::watch::channel(false).0),
+            e2b: Arc::default(),
         }
     }
 

@@ -1015,6 +1015,8 @@ async fn stats_usage_metrics(db: Db) {
                     cpu_pct: cpu,
                     mem_bytes: 1 << 20,
                     disk_bytes: 2 << 20,
+                    mem_total_bytes: 512 << 20,
+                    disk_total_bytes: 1 << 30,
                 },
             )
             .await

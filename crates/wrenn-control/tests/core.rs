@@ -11,10 +11,11 @@ use common::fake_host::FakeHost;
 use wrenn_control::access::PortsMode;
 use wrenn_control::core::background;
 use wrenn_control::core::error::{
-    AdmissionError, CreateError, DeleteSnapshotError, NetworkError, SnapshotError, TransitionError,
+    AdmissionError, CreateError, DeleteSnapshotError, DestroyError, NetworkError, SnapshotError,
+    TransitionError,
 };
 use wrenn_control::core::events::{Actor, CapsuleAction, EventKind};
-use wrenn_control::core::lifecycle::CreateSpec;
+use wrenn_control::core::lifecycle::{CreateSpec, OnTimeout};
 use wrenn_control::core::snapshots::{SnapshotRequest, TemplateFilter};
 use wrenn_control::core::status::CapsuleStatus;
 use wrenn_control::core::Core;
@@ -63,6 +64,8 @@ fn spec(template: &str) -> CreateSpec {
         metadata: BTreeMap::new(),
         network: NetworkPolicy::default(),
         ports: PortsMode::Public,
+        envs: BTreeMap::new(),
+        on_timeout: Default::default(),
     }
 }
 
@@ -439,6 +442,44 @@ async fn the_ttl_pauses_only_capsules_idle_for_their_timeout() {
         }
     }
     assert!(saw, "no TTL pause event");
+}
+
+#[tokio::test]
+async fn a_capsule_killed_at_its_timeout_is_destroyed_only_when_idle() {
+    let f = fixture().await;
+    let mut kill = spec("minimal");
+    kill.timeout_sec = 60;
+    kill.on_timeout = OnTimeout::Kill;
+    let row = f
+        .core
+        .create_capsule(&f.team, &actor(), kill)
+        .await
+        .unwrap()
+        .row;
+    assert_eq!(row.on_timeout, "kill");
+    let now = wrenn_control::store::now_ms();
+    let e = f
+        .core
+        .destroy_idle_capsule(&row, now + 30_000)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, DestroyError::NoLongerIdle(_)), "{e:?}");
+    assert_eq!(f.status(&row).await, CapsuleStatus::Running);
+    // A new timeout counts from now: a minute after the create is not enough any more.
+    let row = f.core.set_timeout(&row, 120).await.unwrap();
+    assert_eq!(row.timeout_sec, 120);
+    let later = wrenn_control::store::now_ms();
+    assert!(f
+        .core
+        .destroy_idle_capsule(&row, later + 61_000)
+        .await
+        .is_err());
+    // Idle for its whole new timeout: destroyed.
+    f.core
+        .destroy_idle_capsule(&row, later + 121_000)
+        .await
+        .unwrap();
+    assert_eq!(f.status(&row).await, CapsuleStatus::Stopped);
 }
 
 #[tokio::test]

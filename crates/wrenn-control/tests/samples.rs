@@ -156,6 +156,8 @@ async fn pruning_drops_only_old_samples(db: Db) {
                     cpu_pct: 1.0,
                     mem_bytes: 1,
                     disk_bytes: 1,
+                    mem_total_bytes: 2,
+                    disk_total_bytes: 2,
                 },
             )
             .await

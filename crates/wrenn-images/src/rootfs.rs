@@ -114,6 +114,13 @@ fn mmdebstrap_options(template: BaseTemplate) -> Vec<String> {
         "--customize-hook=chroot \"$1\" useradd --create-home --uid 1000 --user-group --shell /bin/bash user"
             .to_string(),
     );
+    if template == BaseTemplate::Python {
+        // `user` may use sudo without a password, as in E2B's base template.
+        o.push(
+            "--customize-hook=echo 'user ALL=(ALL:ALL) NOPASSWD: ALL' > \"$1/etc/sudoers.d/user\" && chmod 0440 \"$1/etc/sudoers.d/user\""
+                .to_string(),
+        );
+    }
     o
 }
 

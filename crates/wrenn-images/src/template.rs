@@ -42,7 +42,8 @@ impl BaseTemplate {
             "passwd",
         ];
         if *self == BaseTemplate::Python {
-            p.extend(["python3", "python3-pip", "python3-venv"]);
+            // E2B's `base` resolves to this template: Python 3, git, curl and `user` with sudo.
+            p.extend(["python3", "python3-pip", "python3-venv", "sudo"]);
         }
         p
     }

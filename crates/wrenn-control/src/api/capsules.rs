@@ -17,7 +17,7 @@ use super::views;
 use crate::access::PortsMode;
 use crate::api::error::ApiError;
 use crate::auth::Auth;
-use crate::core::lifecycle::CreateSpec;
+use crate::core::lifecycle::{CreateSpec, OnTimeout};
 use crate::core::status::CapsuleStatus;
 use crate::ids;
 use crate::state::AppState;
@@ -98,6 +98,8 @@ fn validate(req: CreateRequest) -> Result<CreateSpec, ApiError> {
         metadata,
         network: req.network.unwrap_or_default(),
         ports: req.ports.unwrap_or_default(),
+        envs: BTreeMap::new(),
+        on_timeout: OnTimeout::Pause,
     })
 }
 

@@ -214,6 +214,7 @@ impl From<DestroyError> for ApiError {
             DestroyError::Lookup(l) => l.into(),
             DestroyError::Store(s) => s.into(),
             DestroyError::Task(_) => ApiError::internal(e.to_string()),
+            DestroyError::NoLongerIdle(_) => ApiError::invalid_state(e.to_string()),
         }
     }
 }

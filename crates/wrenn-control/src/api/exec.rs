@@ -85,6 +85,7 @@ pub async fn exec(
         } else {
             body.tag
         },
+        stdin: false,
     };
     if body.background {
         let info = guest.start_background(req).await?;

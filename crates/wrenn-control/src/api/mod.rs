@@ -181,6 +181,7 @@ pub fn router(state: AppState) -> Router {
         .route("/docs", get(system::docs))
         .nest("/v1", v1.clone())
         .nest("/api/v1", v1)
+        .merge(crate::e2b::sandboxes::router())
         .route_layer(middleware::from_fn_with_state(state.clone(), observe))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -190,6 +191,10 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(
             state.clone(),
             proxy::port_proxy,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::e2b::dataplane::data_plane,
         ))
         .with_state(state)
 }

@@ -90,6 +90,15 @@ pub fn strip_credentials(req: &mut Request, mode: PortsMode) -> Result<(), ApiEr
     Ok(())
 }
 
+/// Whether the part of a Host after a port URL's first label is `domain` (any case, an
+/// optional `:port` after it); any name is when no domain is set.
+pub fn in_domain(after: &str, domain: Option<&str>) -> bool {
+    let Some(domain) = domain else { return true };
+    let name = after.rsplit_once(':').map_or(after, |(name, _)| name);
+    name.trim_end_matches('.')
+        .eq_ignore_ascii_case(domain.trim_end_matches('.'))
+}
+
 /// Parses `^(\d+)-(cl-[0-9a-z]+)\.` from a Host header value. With a `domain`
 /// (`--proxy-domain`), the rest must be exactly that domain (any case, an optional `:port`
 /// after it): `8000-cl-….sandbox.example.com` is a port URL of domain `sandbox.example.com`,
@@ -101,12 +110,8 @@ pub fn port_host<'a>(host: &'a str, domain: Option<&str>) -> Option<(u16, &'a st
     }
     let port: u16 = port.parse().ok()?;
     let (id, after) = rest.split_once('.')?;
-    if let Some(domain) = domain {
-        let name = after.rsplit_once(':').map_or(after, |(name, _)| name);
-        let domain = domain.trim_end_matches('.');
-        if !name.trim_end_matches('.').eq_ignore_ascii_case(domain) {
-            return None;
-        }
+    if !in_domain(after, domain) {
+        return None;
     }
     let tail = id.strip_prefix("cl-")?;
     if tail.is_empty()
@@ -149,6 +154,18 @@ async fn forward(
         .ok_or_else(|| ApiError::not_found(format!("capsule {id} not found")))?;
     state.authorize_port(&row, &credentials(&req)).await?;
     strip_credentials(&mut req, PortsMode::from_stored(&row.ports))?;
+    tunnel(state, port, &row, req).await
+}
+
+/// Forwards an authorized request (credentials already stripped) to `port` of the running
+/// capsule `row`, through a tunnel over its agent channel; WebSocket upgrades included.
+pub async fn tunnel(
+    state: &AppState,
+    port: u16,
+    row: &crate::store::CapsuleRow,
+    mut req: Request,
+) -> Result<Response, ApiError> {
+    let id = row.id.as_str();
     if row.status != crate::core::status::CapsuleStatus::Running {
         return Err(ApiError::unavailable(format!(
             "capsule {id} is {}; port {port} answers only while it runs",

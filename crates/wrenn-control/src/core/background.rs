@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use wrenn_host::HostError;
 
-use crate::core::error::TransitionError;
+use crate::core::error::{DestroyError, TransitionError};
+use crate::core::lifecycle::OnTimeout;
 use crate::core::status::CapsuleStatus;
 use crate::core::Core;
 use crate::store::{now_ms, MetricSample, TeamSample};
@@ -64,7 +65,8 @@ pub async fn reconcile(state: &Core) -> Result<(), crate::ControlError> {
     Ok(())
 }
 
-/// One pass of the inactivity TTL: pauses idle running capsules without open streams.
+/// One pass of the inactivity TTL: pauses (or, when their `on_timeout` says so, destroys)
+/// idle running capsules without open streams.
 pub async fn ttl_pass(state: &Core) {
     let now = now_ms();
     let idle = match state.store.idle_capsules(now).await {
@@ -76,6 +78,14 @@ pub async fn ttl_pass(state: &Core) {
     };
     for row in idle {
         if state.activity.has_open_streams(&row.id) {
+            continue;
+        }
+        if OnTimeout::from_stored(&row.on_timeout) == OnTimeout::Kill {
+            tracing::info!(capsule = %row.id, timeout_sec = row.timeout_sec, "destroying idle capsule");
+            match state.destroy_idle_capsule(&row, now).await {
+                Ok(()) | Err(DestroyError::NoLongerIdle(_)) => {}
+                Err(e) => tracing::warn!(capsule = %row.id, error = %e, "TTL destroy failed"),
+            }
             continue;
         }
         tracing::info!(capsule = %row.id, timeout_sec = row.timeout_sec, "pausing idle capsule");
@@ -188,6 +198,8 @@ pub async fn sample_pass(state: &Core, interval: Duration) {
                     cpu_pct: m.cpu_pct,
                     mem_bytes: i64::try_from(m.mem_bytes).unwrap_or(i64::MAX),
                     disk_bytes: i64::try_from(m.disk_bytes).unwrap_or(i64::MAX),
+                    mem_total_bytes: i64::try_from(m.mem_total_bytes).unwrap_or(i64::MAX),
+                    disk_total_bytes: i64::try_from(m.disk_total_bytes).unwrap_or(i64::MAX),
                 };
                 if let Err(e) = state.store.insert_metric(&row.id, &sample).await {
                     tracing::warn!(capsule = %row.id, error = %e, "could not store metrics");

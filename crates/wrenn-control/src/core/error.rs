@@ -174,6 +174,9 @@ pub enum DestroyError {
     /// The task that ran the destroy ended abnormally.
     #[error("destroy task failed: {0}")]
     Task(String),
+    /// A TTL destroy found the capsule active again (or no longer running).
+    #[error("capsule {0} is no longer idle")]
+    NoLongerIdle(String),
 }
 
 /// Errors of [`crate::core::Core::set_network`].

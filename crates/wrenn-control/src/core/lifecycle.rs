@@ -36,6 +36,39 @@ pub struct CreateSpec {
     pub network: NetworkPolicy,
     /// Access mode of its port URLs.
     pub ports: PortsMode,
+    /// Environment of every command run through the E2B data plane.
+    pub envs: BTreeMap<String, String>,
+    /// What the inactivity TTL does.
+    pub on_timeout: OnTimeout,
+}
+
+/// What happens to a capsule idle for its TTL.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OnTimeout {
+    /// It is paused (Wrenn's TTL).
+    #[default]
+    Pause,
+    /// It is destroyed (E2B's timeout without auto-pause).
+    Kill,
+}
+
+impl OnTimeout {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnTimeout::Pause => "pause",
+            OnTimeout::Kill => "kill",
+        }
+    }
+
+    /// The value of a stored name (anything unknown pauses: the safe side keeps the data).
+    pub fn from_stored(s: &str) -> OnTimeout {
+        if s == "kill" {
+            OnTimeout::Kill
+        } else {
+            OnTimeout::Pause
+        }
+    }
 }
 
 /// A created capsule, and the access token of its private port URLs (shown only this once).
@@ -279,6 +312,8 @@ impl Core {
                 network_policy,
                 ports: spec.ports.as_str().to_owned(),
                 access_token_hash: access_token.as_deref().map(ids::hash_key),
+                envs: json_text(&spec.envs),
+                on_timeout: spec.on_timeout.as_str().to_owned(),
             })
             .await?;
         let req = CreateCapsule {
@@ -452,7 +487,11 @@ impl Core {
                     .transition(&row.id, CapsuleStatus::Running, CapsuleStatus::Pausing)
                     .await?
             }
-            Some(now) => self.store.pause_if_idle(&row.id, now).await?,
+            Some(now) => {
+                self.store
+                    .leave_running_if_idle(&row.id, now, CapsuleStatus::Pausing)
+                    .await?
+            }
         };
         if !moved {
             let now = self.reload(row).await?;
@@ -556,14 +595,64 @@ impl Core {
         }
         let (core, row, actor) = (self.clone(), row.clone(), actor.clone());
         self.owned(
-            async move { core.destroy_inner(&row, &actor).await },
+            async move { core.destroy_inner(&row, &actor, None, None).await },
             DestroyError::Task,
         )
         .await
     }
 
-    async fn destroy_inner(&self, row: &CapsuleRow, actor: &Actor) -> Result<(), DestroyError> {
-        let stopping = self.set_status(row, CapsuleStatus::Stopping, None).await?;
+    /// Destroys a capsule for the inactivity TTL (its `on_timeout` is `kill`), only if it is
+    /// still running and idle at `now` (unix ms).
+    pub async fn destroy_idle_capsule(
+        &self,
+        row: &CapsuleRow,
+        now: i64,
+    ) -> Result<(), DestroyError> {
+        let (core, row) = (self.clone(), row.clone());
+        self.owned(
+            async move {
+                core.destroy_inner(&row, &Actor::system("ttl"), Some("ttl_expired"), Some(now))
+                    .await
+            },
+            DestroyError::Task,
+        )
+        .await
+    }
+
+    /// Sets a capsule's inactivity TTL from now (`0` = never).
+    pub async fn set_timeout(
+        &self,
+        row: &CapsuleRow,
+        timeout_sec: u32,
+    ) -> Result<CapsuleRow, LookupError> {
+        self.store
+            .set_timeout(&row.id, i64::from(timeout_sec))
+            .await?;
+        self.reload(row).await
+    }
+
+    async fn destroy_inner(
+        &self,
+        row: &CapsuleRow,
+        actor: &Actor,
+        reason: Option<&str>,
+        idle_at: Option<i64>,
+    ) -> Result<(), DestroyError> {
+        let stopping = match idle_at {
+            None => self.set_status(row, CapsuleStatus::Stopping, None).await?,
+            Some(now) => {
+                if !self
+                    .store
+                    .leave_running_if_idle(&row.id, now, CapsuleStatus::Stopping)
+                    .await?
+                {
+                    return Err(DestroyError::NoLongerIdle(row.id.clone()));
+                }
+                let new = self.reload(row).await?;
+                self.state_changed(&new, row.status, CapsuleStatus::Stopping);
+                new
+            }
+        };
         let result = match self.host.destroy(&row.id).await {
             Ok(()) | Err(HostError::NotFound(_)) => self
                 .set_status(&stopping, CapsuleStatus::Stopped, None)
@@ -574,7 +663,7 @@ impl Core {
                 Err(DestroyError::Host(e))
             }
         };
-        self.action_event(row, actor, CapsuleAction::Destroy, &result, None);
+        self.action_event(row, actor, CapsuleAction::Destroy, &result, reason);
         result.map(|_| ())
     }
 }

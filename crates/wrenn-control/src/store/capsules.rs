@@ -45,6 +45,10 @@ pub struct CapsuleRow {
     pub network_enabled: Option<i64>,
     /// Why the host reported no network.
     pub network_reason: Option<String>,
+    /// JSON object of environment variables every command gets (E2B's `envVars`).
+    pub envs: String,
+    /// What the inactivity TTL does: `pause` or `kill`.
+    pub on_timeout: String,
 }
 
 /// What a new capsule row needs.
@@ -74,11 +78,16 @@ pub struct NewCapsule {
     pub ports: String,
     /// SHA-256 hex of the access token of private port URLs.
     pub access_token_hash: Option<String>,
+    /// JSON object of environment variables.
+    pub envs: String,
+    /// `pause` or `kill`.
+    pub on_timeout: String,
 }
 
 const COLS: &str = "id, team_id, status, template, host_template, vcpus, memory_mb, timeout_sec, \
                     metadata, error, created_at, started_at, last_active_at, last_updated, \
-                    network_policy, ports, access_token_hash, network_enabled, network_reason";
+                    network_policy, ports, access_token_hash, network_enabled, network_reason, \
+                    envs, on_timeout";
 
 impl Store {
     /// Inserts a new capsule.
@@ -86,7 +95,7 @@ impl Store {
         let now = now_ms();
         sqlx::query(&format!(
             "INSERT INTO capsules ({COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, $10, NULL, $11, $12, \
-             $13, $14, $15, NULL, NULL)"
+             $13, $14, $15, NULL, NULL, $16, $17)"
         ))
         .bind(&c.id)
         .bind(&c.team_id)
@@ -103,6 +112,8 @@ impl Store {
         .bind(&c.network_policy)
         .bind(&c.ports)
         .bind(&c.access_token_hash)
+        .bind(&c.envs)
+        .bind(&c.on_timeout)
         .execute(self.pool())
         .await
         .ctx("insert capsule")?;
@@ -260,8 +271,14 @@ impl Store {
         Ok(r.rows_affected() > 0)
     }
 
-    /// `running` → `pausing` only if the capsule has a TTL and was idle for it at `now`.
-    pub async fn pause_if_idle(&self, id: &str, now: i64) -> Result<bool, StoreError> {
+    /// `running` → `to` (`pausing` or `stopping`) only if the capsule has a TTL and was idle
+    /// for it at `now`: the first step of the TTL's pause or kill.
+    pub async fn leave_running_if_idle(
+        &self,
+        id: &str,
+        now: i64,
+        to: CapsuleStatus,
+    ) -> Result<bool, StoreError> {
         let r = sqlx::query(
             "UPDATE capsules SET status = $4, error = NULL, last_updated = $1 \
              WHERE id = $2 AND status = $5 AND timeout_sec > 0 \
@@ -270,12 +287,29 @@ impl Store {
         .bind(now_ms())
         .bind(id)
         .bind(now)
-        .bind(CapsuleStatus::Pausing.as_str())
+        .bind(to.as_str())
         .bind(CapsuleStatus::Running.as_str())
         .execute(self.pool())
         .await
-        .ctx("start idle pause")?;
+        .ctx("start idle transition")?;
         Ok(r.rows_affected() > 0)
+    }
+
+    /// Sets the inactivity TTL (seconds, 0 = never) and counts now as activity, so the
+    /// capsule lives `timeout_sec` from now.
+    pub async fn set_timeout(&self, id: &str, timeout_sec: i64) -> Result<(), StoreError> {
+        let now = now_ms();
+        sqlx::query(
+            "UPDATE capsules SET timeout_sec = $1, last_active_at = $2, last_updated = $2 \
+             WHERE id = $3",
+        )
+        .bind(timeout_sec)
+        .bind(now)
+        .bind(id)
+        .execute(self.pool())
+        .await
+        .ctx("set capsule timeout")?;
+        Ok(())
     }
 
     /// Replaces the stored egress policy (JSON) and the network state the host reported.

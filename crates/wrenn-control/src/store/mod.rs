@@ -8,6 +8,7 @@ mod builds;
 mod capsules;
 mod keys;
 mod samples;
+mod secrets;
 mod templates;
 
 use std::path::Path;
@@ -72,6 +73,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/0001_init.sql")),
     (2, include_str!("../../migrations/0002_network_ports.sql")),
     (3, include_str!("../../migrations/0003_builds.sql")),
+    (4, include_str!("../../migrations/0004_env_on_timeout.sql")),
 ];
 
 /// Handle on the database; cheap to clone.

@@ -13,6 +13,10 @@ pub struct MetricSample {
     pub mem_bytes: i64,
     /// Disk in use.
     pub disk_bytes: i64,
+    /// Memory the guest has (0 in samples older than this column).
+    pub mem_total_bytes: i64,
+    /// Size of the guest's root file system (0 in samples older than this column).
+    pub disk_total_bytes: i64,
 }
 
 /// One sample of what a team holds.
@@ -38,14 +42,16 @@ impl Store {
         s: &MetricSample,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO capsule_metrics (capsule_id, ts, cpu_pct, mem_bytes, disk_bytes) \
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO capsule_metrics (capsule_id, ts, cpu_pct, mem_bytes, disk_bytes, \
+             mem_total_bytes, disk_total_bytes) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(capsule_id)
         .bind(s.ts)
         .bind(s.cpu_pct)
         .bind(s.mem_bytes)
         .bind(s.disk_bytes)
+        .bind(s.mem_total_bytes)
+        .bind(s.disk_total_bytes)
         .execute(self.pool())
         .await
         .ctx("insert metric sample")?;
@@ -59,14 +65,29 @@ impl Store {
         since: i64,
     ) -> Result<Vec<MetricSample>, StoreError> {
         sqlx::query_as::<_, MetricSample>(
-            "SELECT ts, cpu_pct, mem_bytes, disk_bytes FROM capsule_metrics \
-             WHERE capsule_id = $1 AND ts >= $2 ORDER BY ts",
+            "SELECT ts, cpu_pct, mem_bytes, disk_bytes, mem_total_bytes, disk_total_bytes \
+             FROM capsule_metrics WHERE capsule_id = $1 AND ts >= $2 ORDER BY ts",
         )
         .bind(capsule_id)
         .bind(since)
         .fetch_all(self.pool())
         .await
         .ctx("read metric samples")
+    }
+
+    /// A capsule's newest sample.
+    pub async fn latest_metric(
+        &self,
+        capsule_id: &str,
+    ) -> Result<Option<MetricSample>, StoreError> {
+        sqlx::query_as::<_, MetricSample>(
+            "SELECT ts, cpu_pct, mem_bytes, disk_bytes, mem_total_bytes, disk_total_bytes \
+             FROM capsule_metrics WHERE capsule_id = $1 ORDER BY ts DESC LIMIT 1",
+        )
+        .bind(capsule_id)
+        .fetch_optional(self.pool())
+        .await
+        .ctx("read newest metric sample")
     }
 
     /// Records a team sample.

@@ -267,6 +267,8 @@ impl Runner {
             metadata: BTreeMap::from([(BUILD_LABEL.to_owned(), self.build.id.clone())]),
             network: Default::default(),
             ports: PortsMode::Private,
+            envs: BTreeMap::new(),
+            on_timeout: Default::default(),
         };
         // Not cancellable: the create answers within `create_wait`, and its id is needed to
         // remove the capsule after a cancel.
@@ -403,6 +405,7 @@ impl Runner {
             user: None,
             timeout_ms: Some(120_000),
             tag: None,
+            stdin: false,
         };
         let out = self.guard(envd.exec(req)).await??;
         if out.exit_code != 0 {
@@ -776,6 +779,7 @@ fn shell(
         user: ctx.user.clone(),
         timeout_ms: timeout.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
         tag,
+        stdin: false,
     }
 }
 
