@@ -226,3 +226,41 @@ def test_the_port_url_checks_the_key_it_is_sent(runner):
         c.destroy()
         admin.delete(f"/v1/teams/{team}")
         admin.close()
+
+
+def test_e2b_code_interpreter_runs_code_in_the_same_template(runner, monkeypatch):
+    """`e2b_code_interpreter.Sandbox` (template `code-interpreter-v1`, which is this template)
+    through the E2B front end: state across calls, an error, a matplotlib PNG, contexts."""
+    ci = pytest.importorskip("e2b_code_interpreter")
+    srv, base_url = runner
+    monkeypatch.setenv("E2B_API_KEY", srv.key)
+    monkeypatch.setenv("E2B_API_URL", base_url)
+    monkeypatch.setenv("E2B_SANDBOX_URL", base_url)
+    sb = ci.Sandbox.create(timeout=600)
+    try:
+        first = sb.run_code("x = 41\nprint('hello')\nx + 1")
+        assert first.error is None, first.error
+        assert first.logs.stdout == ["hello\n"]
+        assert first.text == "42"
+        assert sb.run_code("x * 2").text == "82"
+        err = sb.run_code("1 / 0")
+        assert err.error is not None and err.error.name == "ZeroDivisionError"
+        assert "ZeroDivisionError" in err.error.traceback
+        assert sb.run_code("import os; os.environ.get('ONLY_HERE')", envs={"ONLY_HERE": "yes"}).text == "'yes'"
+        assert sb.run_code("import os; os.environ.get('ONLY_HERE')").text is None
+        fig = sb.run_code("import matplotlib.pyplot as plt\nplt.plot([1, 3, 2])\nplt.show()")
+        pngs = [r.png for r in fig.results if r.png]
+        assert pngs and base64.b64decode(pngs[0]).startswith(b"\x89PNG\r\n\x1a\n"), fig.results
+        ctx = sb.create_code_context()
+        assert sb.run_code("x", context=ctx).error is not None  # a new kernel: no x there
+        assert ctx.id in [c.id for c in sb.list_code_contexts()]
+        sb.remove_code_context(ctx)
+        assert ctx.id not in [c.id for c in sb.list_code_contexts()]
+        # The same sandbox runs commands too.
+        assert sb.commands.run("echo ok").stdout == "ok\n"
+        # /execute needs the sandbox's access token.
+        r = httpx.post(f"{base_url}/execute", json={"code": "1"}, timeout=30,
+                       headers={"E2b-Sandbox-Id": sb.sandbox_id, "E2b-Sandbox-Port": "49999"})
+        assert r.status_code == 401, r.text
+    finally:
+        sb.kill()
