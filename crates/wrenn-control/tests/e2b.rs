@@ -20,6 +20,15 @@ impl Server {
             .header("X-API-KEY", &self.key)
     }
 
+    /// Sends an E2B request, with a JSON body when given.
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> reqwest::Response {
+        let mut rb = self.e2b(method, path);
+        if let Some(b) = body {
+            rb = rb.json(&b);
+        }
+        rb.send().await.unwrap()
+    }
+
     async fn sandbox(&self, body: Value) -> Value {
         let r = self
             .e2b(Method::POST, "/v2/sandboxes")
@@ -126,10 +135,8 @@ async fn create_get_connect_kill(db: Db) {
         .unwrap();
     assert_eq!(r.status(), 204);
     e2b_error(
-        s.e2b(Method::POST, &format!("/sandboxes/{id}/pause"))
-            .send()
-            .await
-            .unwrap(),
+        s.call(Method::POST, &format!("/sandboxes/{id}/pause"), None)
+            .await,
         409,
     )
     .await;
@@ -160,54 +167,42 @@ async fn create_get_connect_kill(db: Db) {
     assert_eq!(r.status(), 204);
     assert_eq!(s.get(&format!("cl-{id}")).await["timeout_sec"], 900);
     e2b_error(
-        s.e2b(Method::POST, &format!("/sandboxes/{id}/timeout"))
-            .json(&json!({"timeout": -1}))
-            .send()
-            .await
-            .unwrap(),
+        s.call(
+            Method::POST,
+            &format!("/sandboxes/{id}/timeout"),
+            Some(json!({"timeout": -1})),
+        )
+        .await,
         400,
     )
     .await;
 
     // kill: 204, then 404 for everything about it.
     assert_eq!(
-        s.e2b(Method::DELETE, &format!("/sandboxes/{id}"))
-            .send()
+        s.call(Method::DELETE, &format!("/sandboxes/{id}"), None)
             .await
-            .unwrap()
             .status(),
         204
     );
     e2b_error(
-        s.e2b(Method::DELETE, &format!("/sandboxes/{id}"))
-            .send()
-            .await
-            .unwrap(),
+        s.call(Method::DELETE, &format!("/sandboxes/{id}"), None)
+            .await,
         404,
     )
     .await;
     e2b_error(
-        s.e2b(Method::GET, &format!("/sandboxes/{id}"))
-            .send()
-            .await
-            .unwrap(),
+        s.call(Method::GET, &format!("/sandboxes/{id}"), None).await,
         404,
     )
     .await;
     e2b_error(
-        s.e2b(Method::POST, &format!("/v2/sandboxes/{id}/connect"))
-            .send()
-            .await
-            .unwrap(),
+        s.call(Method::POST, &format!("/v2/sandboxes/{id}/connect"), None)
+            .await,
         404,
     )
     .await;
     // Ids of other shapes, and another team's sandbox, are not found either.
-    e2b_error(
-        s.e2b(Method::GET, "/sandboxes/cl-x").send().await.unwrap(),
-        404,
-    )
-    .await;
+    e2b_error(s.call(Method::GET, "/sandboxes/cl-x", None).await, 404).await;
     let other = s.sandbox(json!({})).await;
     let key_b = s.key_for("team-b").await;
     let r = s
@@ -236,11 +231,12 @@ async fn errors_and_unsupported_features(db: Db) {
         .unwrap();
     e2b_error(r, 401).await;
     let (headers, body) = e2b_error(
-        s.e2b(Method::POST, "/v2/sandboxes")
-            .json(&json!({"templateID": "nope"}))
-            .send()
-            .await
-            .unwrap(),
+        s.call(
+            Method::POST,
+            "/v2/sandboxes",
+            Some(json!({"templateID": "nope"})),
+        )
+        .await,
         404,
     )
     .await;
@@ -255,11 +251,8 @@ async fn errors_and_unsupported_features(db: Db) {
         ("iam", json!({"tokens": []})),
     ] {
         let (_, body) = e2b_error(
-            s.e2b(Method::POST, "/v2/sandboxes")
-                .json(&json!({ field: value }))
-                .send()
-                .await
-                .unwrap(),
+            s.call(Method::POST, "/v2/sandboxes", Some(json!({ field: value })))
+                .await,
             400,
         )
         .await;
@@ -278,39 +271,40 @@ async fn errors_and_unsupported_features(db: Db) {
     )
     .await;
     e2b_error(
-        s.e2b(Method::POST, "/v2/sandboxes")
-            .json(&json!({"metadata": {"": "x"}}))
-            .send()
-            .await
-            .unwrap(),
+        s.call(
+            Method::POST,
+            "/v2/sandboxes",
+            Some(json!({"metadata": {"": "x"}})),
+        )
+        .await,
         400,
     )
     .await;
     e2b_error(
-        s.e2b(Method::POST, "/v2/sandboxes")
-            .json(&json!({"envVars": {"A=B": "x"}}))
-            .send()
-            .await
-            .unwrap(),
+        s.call(
+            Method::POST,
+            "/v2/sandboxes",
+            Some(json!({"envVars": {"A=B": "x"}})),
+        )
+        .await,
         400,
     )
     .await;
     e2b_error(
-        s.e2b(Method::POST, "/v2/sandboxes")
-            .json(&json!({"network": {"allowOut": ["not-a-cidr"]}}))
-            .send()
-            .await
-            .unwrap(),
+        s.call(
+            Method::POST,
+            "/v2/sandboxes",
+            Some(json!({"network": {"allowOut": ["not-a-cidr"]}})),
+        )
+        .await,
         400,
     )
     .await;
     let sb = s.sandbox(json!({})).await;
     let id = sb["sandboxID"].as_str().unwrap();
     let (_, body) = e2b_error(
-        s.e2b(Method::POST, &format!("/sandboxes/{id}/fork"))
-            .send()
-            .await
-            .unwrap(),
+        s.call(Method::POST, &format!("/sandboxes/{id}/fork"), None)
+            .await,
         400,
     )
     .await;
@@ -339,10 +333,8 @@ async fn lists_filter_and_page(db: Db) {
     s.sandbox(json!({"metadata": {"grp": "other"}})).await;
     let paused = made[0].clone();
     assert_eq!(
-        s.e2b(Method::POST, &format!("/sandboxes/{paused}/pause"))
-            .send()
+        s.call(Method::POST, &format!("/sandboxes/{paused}/pause"), None)
             .await
-            .unwrap()
             .status(),
         204
     );
@@ -354,7 +346,7 @@ async fn lists_filter_and_page(db: Db) {
         if !token.is_empty() {
             url.push_str(&format!("&nextToken={token}"));
         }
-        let r = s.e2b(Method::GET, &url).send().await.unwrap();
+        let r = s.call(Method::GET, &url, None).await;
         assert_eq!(r.status(), 200);
         token = r.headers()["x-next-token"].to_str().unwrap().to_owned();
         let items: Vec<Value> = r.json().await.unwrap();
@@ -398,18 +390,13 @@ async fn lists_filter_and_page(db: Db) {
         .unwrap();
     assert_eq!(old.len(), 4);
     e2b_error(
-        s.e2b(Method::GET, "/v2/sandboxes?nextToken=garbage")
-            .send()
-            .await
-            .unwrap(),
+        s.call(Method::GET, "/v2/sandboxes?nextToken=garbage", None)
+            .await,
         400,
     )
     .await;
     e2b_error(
-        s.e2b(Method::GET, "/v2/sandboxes?state=dead")
-            .send()
-            .await
-            .unwrap(),
+        s.call(Method::GET, "/v2/sandboxes?state=dead", None).await,
         400,
     )
     .await;
@@ -438,13 +425,12 @@ async fn the_timeout_kills_or_pauses(db: Db) {
         "pause"
     );
     e2b_error(
-        s.e2b(
+        s.call(
             Method::GET,
             &format!("/sandboxes/{}", kill["sandboxID"].as_str().unwrap()),
+            None,
         )
-        .send()
-        .await
-        .unwrap(),
+        .await,
         404,
     )
     .await;
