@@ -6,6 +6,7 @@ scenarios from its own venv (`E2B_OLD_PYTHON`, made by run.sh)."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -144,6 +145,41 @@ def test_files_write_read_list_exists_mkdir_rename_remove(sandbox):
     ])
     assert sorted(e.name for e in entries) == ["a.txt", "b.bin"]
     assert sandbox.files.read("/tmp/multi/b.bin", format="bytes") == b"\x00\x01"
+
+
+def test_directory_watchers_poll_and_stream(sandbox):
+    from e2b import AsyncSandbox, FilesystemEventType
+
+    sandbox.files.make_dir("/tmp/watched")
+    handle = sandbox.files.watch_dir("/tmp/watched", recursive=True)
+    sandbox.files.write("/tmp/watched/a.txt", "1")
+    sandbox.commands.run("mkdir /tmp/watched/sub && sleep 0.3 && echo 2 > /tmp/watched/sub/b.txt && rm /tmp/watched/a.txt")
+    events = []
+    wait_until(
+        lambda: events.extend(handle.get_new_events()) or {
+            ("a.txt", FilesystemEventType.CREATE),
+            ("sub/b.txt", FilesystemEventType.CREATE),
+            ("a.txt", FilesystemEventType.REMOVE),
+        } <= {(e.name, e.type) for e in events},
+        60,
+        what="the watcher's events",
+    )
+    handle.stop()
+
+    async def stream():
+        sb = await AsyncSandbox.connect(sandbox.sandbox_id)
+        seen = []
+        h = await sb.files.watch_dir("/tmp/watched", on_event=seen.append, timeout=60)
+        await sb.files.write("/tmp/watched/c.txt", "3")
+        for _ in range(300):
+            if any(e.name == "c.txt" and e.type == FilesystemEventType.CREATE for e in seen):
+                break
+            await asyncio.sleep(0.1)
+        await h.stop()
+        return seen
+
+    seen = asyncio.run(stream())
+    assert any(e.name == "c.txt" and e.type == FilesystemEventType.CREATE for e in seen), seen
 
 
 def test_a_64_mib_file_round_trips(sandbox):

@@ -25,9 +25,9 @@ use http::Method;
 use http_body_util::{BodyExt, StreamBody};
 use wrenn_protocol::routes;
 use wrenn_protocol::{
-    EntryInfo, EnvdErrorBody, ExecOutput, ExecRequest, Health, Metrics, MoveRequest, ProcessEvent,
-    ProcessInfo, ProcessSelector, PtyEvent, PtyResize, PtyStart, RestoreRequest, SignalRequest,
-    WriteOptions, HEADER_PID, HEADER_TAG,
+    EntryInfo, EnvdErrorBody, ExecOutput, ExecRequest, FsEvent, Health, Metrics, MoveRequest,
+    ProcessEvent, ProcessInfo, ProcessSelector, PtyEvent, PtyResize, PtyStart, RestoreRequest,
+    SignalRequest, WatchRequest, WatcherInfo, WriteOptions, HEADER_PID, HEADER_TAG,
 };
 
 pub use conn::LinkChannel;
@@ -87,6 +87,11 @@ fn selector(sel: &ProcessSelector) -> String {
 
 fn process_error(message: String) -> Option<ProcessEvent> {
     Some(ProcessEvent::Error { message })
+}
+
+fn watch_error(message: String) -> Option<FsEvent> {
+    tracing::debug!("watch stream ended: {message}");
+    None
 }
 
 fn pty_error(message: String) -> Option<PtyEvent> {
@@ -439,13 +444,20 @@ impl EnvdClient {
 
     /// Creates a directory and its parents; `AlreadyExists` when it exists.
     pub async fn mkdir(&self, path: &str) -> Result<EntryInfo, EnvdError> {
-        conn::json(
-            &*self.channel,
-            Method::POST,
-            &format!("{}?path={}", routes::FILES_MKDIR, enc(path)),
-            None::<&()>,
-        )
-        .await
+        self.mkdir_owned(path, None).await
+    }
+
+    /// [`Self::mkdir`], the directories it makes owned by `owner` (a user name or uid).
+    pub async fn mkdir_owned(
+        &self,
+        path: &str,
+        owner: Option<&str>,
+    ) -> Result<EntryInfo, EnvdError> {
+        let mut route = format!("{}?path={}", routes::FILES_MKDIR, enc(path));
+        if let Some(o) = owner {
+            route.push_str(&format!("&owner={}", enc(o)));
+        }
+        conn::json(&*self.channel, Method::POST, &route, None::<&()>).await
     }
 
     /// Renames a file or directory; answers the entry at its new path.
@@ -455,6 +467,45 @@ impl EnvdClient {
             destination: destination.to_owned(),
         };
         conn::json(&*self.channel, Method::POST, routes::FILES_MOVE, Some(&req)).await
+    }
+
+    /// The events of a directory (and its subdirectories when `recursive`) until the stream
+    /// is dropped. Errors of the watch itself (no such directory) come before the stream.
+    pub async fn watch(
+        &self,
+        path: &str,
+        recursive: bool,
+    ) -> Result<BoxStream<'static, FsEvent>, EnvdError> {
+        let route = format!(
+            "{}?path={}&recursive={recursive}",
+            routes::FILES_WATCH,
+            enc(path)
+        );
+        let resp = conn::send(&*self.channel, Method::GET, &route, empty()).await?;
+        Ok(ndjson(resp.into_body(), self.channel.clone(), watch_error))
+    }
+
+    /// Starts a watcher envd keeps; its events are polled with [`Self::watcher_events`].
+    pub async fn create_watcher(&self, req: &WatchRequest) -> Result<WatcherInfo, EnvdError> {
+        conn::json(
+            &*self.channel,
+            Method::POST,
+            routes::FILES_WATCHERS,
+            Some(req),
+        )
+        .await
+    }
+
+    /// The events of a kept watcher since the last call.
+    pub async fn watcher_events(&self, id: &str) -> Result<Vec<FsEvent>, EnvdError> {
+        let route = routes::fill(routes::FILES_WATCHER_EVENTS, &enc(id));
+        conn::json(&*self.channel, Method::GET, &route, None::<&()>).await
+    }
+
+    /// Stops a kept watcher.
+    pub async fn remove_watcher(&self, id: &str) -> Result<(), EnvdError> {
+        let route = routes::fill(routes::FILES_WATCHER, &enc(id));
+        conn::unit(&*self.channel, Method::DELETE, &route, empty()).await
     }
 
     /// Removes a file or a directory tree.

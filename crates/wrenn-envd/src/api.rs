@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use wrenn_protocol::routes;
 use wrenn_protocol::{
     ExecRequest, Health, MoveRequest, ProcessSelector, PtyResize, PtyStart, RestoreRequest,
-    SignalRequest, WriteOptions, HEADER_PID, HEADER_TAG,
+    SignalRequest, WatchRequest, WriteOptions, HEADER_PID, HEADER_TAG,
 };
 
 use crate::error::{ApiError, ApiResult};
@@ -33,6 +33,8 @@ pub struct App {
     pub procs: Registry,
     /// CPU sampler.
     pub metrics: Sampler,
+    /// Directory watchers kept for polling.
+    pub watchers: crate::watch::Watchers,
     /// True when envd is the guest's init (may set the clock).
     pub is_init: bool,
 }
@@ -64,6 +66,10 @@ pub fn router(app: AppState) -> Router {
         .route(routes::FILES_LIST, get(list))
         .route(routes::FILES_MKDIR, post(mkdir))
         .route(routes::FILES_MOVE, post(move_entry))
+        .route(routes::FILES_WATCH, get(watch_stream))
+        .route(routes::FILES_WATCHERS, post(watcher_create))
+        .route(routes::FILES_WATCHER_EVENTS, get(watcher_events))
+        .route(routes::FILES_WATCHER, axum::routing::delete(watcher_remove))
         .route(routes::METRICS, get(metrics))
         .route(routes::RESTORE, post(restore_state))
         .route(routes::PORT_TUNNEL, post(port_tunnel))
@@ -274,8 +280,18 @@ async fn list(Query(q): Query<PathQuery>) -> ApiResult<Response> {
     Ok(Json(entries).into_response())
 }
 
-async fn mkdir(Query(q): Query<PathQuery>) -> ApiResult<Response> {
-    Ok(Json(files::mkdir(&q.path)?).into_response())
+/// Query of `POST /files/mkdir`.
+#[derive(Debug, Deserialize)]
+struct MkdirQuery {
+    path: String,
+    owner: Option<String>,
+}
+
+async fn mkdir(Query(q): Query<MkdirQuery>) -> ApiResult<Response> {
+    let info = tokio::task::spawn_blocking(move || files::mkdir(&q.path, q.owner.as_deref()))
+        .await
+        .map_err(|e| ApiError::internal(format!("mkdir: {e}")))??;
+    Ok(Json(info).into_response())
 }
 
 async fn move_entry(body: Bytes) -> ApiResult<Response> {
@@ -284,6 +300,42 @@ async fn move_entry(body: Bytes) -> ApiResult<Response> {
         .await
         .map_err(|e| ApiError::internal(format!("move: {e}")))??;
     Ok(Json(info).into_response())
+}
+
+/// Query of `GET /files/watch`.
+#[derive(Debug, Deserialize)]
+struct WatchQuery {
+    path: String,
+    #[serde(default)]
+    recursive: bool,
+}
+
+async fn watch_stream(Query(q): Query<WatchQuery>) -> ApiResult<Response> {
+    let events = crate::watch::watch(&WatchRequest {
+        path: q.path,
+        recursive: q.recursive,
+    })?;
+    Ok(ndjson(events).into_response())
+}
+
+async fn watcher_create(State(app): State<AppState>, body: Bytes) -> ApiResult<Response> {
+    let req: WatchRequest = json(&body)?;
+    Ok(Json(app.watchers.create(&req)?).into_response())
+}
+
+async fn watcher_events(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    Ok(Json(app.watchers.drain(&id)?).into_response())
+}
+
+async fn watcher_remove(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    app.watchers.remove(&id)?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn metrics(State(app): State<AppState>) -> Response {

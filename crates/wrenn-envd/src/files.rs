@@ -157,8 +157,12 @@ pub fn list(path: &str, depth: u32) -> ApiResult<Vec<EntryInfo>> {
 }
 
 /// Creates `path` and its parents; `AlreadyExists` when it exists.
-pub fn mkdir(path: &str) -> ApiResult<EntryInfo> {
+pub fn mkdir(path: &str, owner: Option<&str>) -> ApiResult<EntryInfo> {
     let p = absolute(path)?;
+    let owner = owner
+        .filter(|o| !o.is_empty())
+        .map(users::resolve)
+        .transpose()?;
     if let Ok(meta) = std::fs::symlink_metadata(&p) {
         let what = if meta.is_dir() {
             "directory"
@@ -170,8 +174,29 @@ pub fn mkdir(path: &str) -> ApiResult<EntryInfo> {
             format!("mkdir {path}: a {what} exists there"),
         ));
     }
-    std::fs::create_dir_all(&p).map_err(|e| ApiError::io(format!("mkdir {path}"), e))?;
+    create_dirs(&p, owner.as_ref()).map_err(|e| ApiError::io(format!("mkdir {path}"), e))?;
     stat(path)
+}
+
+/// Creates `dir` and its missing parents; those it creates belong to `owner` when given (a
+/// directory that already existed keeps its owner).
+pub fn create_dirs(dir: &Path, owner: Option<&users::User>) -> std::io::Result<()> {
+    let mut missing = Vec::new();
+    let mut at = Some(dir);
+    while let Some(d) = at {
+        if d.exists() {
+            break;
+        }
+        missing.push(d.to_path_buf());
+        at = d.parent();
+    }
+    std::fs::create_dir_all(dir)?;
+    if let Some(u) = owner {
+        for d in missing.iter().rev() {
+            std::os::unix::fs::chown(d, Some(u.uid), Some(u.gid))?;
+        }
+    }
+    Ok(())
 }
 
 /// The mount points of envd's mount namespace (`/proc/self/mountinfo`, field 5, with the
@@ -377,9 +402,15 @@ where
     if let Some(m) = &existing {
         refuse_device("write", path, m)?;
     }
+    let owner = match opts.owner.as_deref().filter(|o| !o.is_empty()) {
+        Some(o) => Some(users::resolve(o)?),
+        None => None,
+    };
     if opts.create_parents.unwrap_or(true) {
-        tokio::fs::create_dir_all(dir)
+        let (dir, owner) = (dir.to_owned(), owner.clone());
+        tokio::task::spawn_blocking(move || create_dirs(&dir, owner.as_ref()))
             .await
+            .map_err(|e| ApiError::internal(format!("create parents of {path}: {e}")))?
             .map_err(|e| ApiError::io(format!("create parents of {path}"), e))?;
     }
     let tmp = dir.join(format!(
@@ -413,10 +444,6 @@ where
         .mode
         .or(existing.as_ref().map(|m| m.mode() & 0o7777))
         .unwrap_or(0o644);
-    let owner = match opts.owner.as_deref().filter(|o| !o.is_empty()) {
-        Some(o) => Some(users::resolve(o)?),
-        None => None,
-    };
     let mtime = opts
         .modified_at
         .map(|t| std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.max(0) as u64));

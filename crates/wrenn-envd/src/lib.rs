@@ -24,3 +24,4 @@ pub mod serve;
 pub mod spawn;
 pub mod tunnel;
 pub mod users;
+pub mod watch;

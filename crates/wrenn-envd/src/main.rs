@@ -90,6 +90,7 @@ fn run(mode: &Mode, is_init: bool) -> anyhow::Result<()> {
         let app = Arc::new(App {
             procs: Registry::default(),
             metrics: Sampler::start(),
+            watchers: Default::default(),
             is_init,
         });
         let router = api::router(app);

@@ -527,3 +527,133 @@ async fn rename_moves_files_and_directories_and_refuses_the_root() {
         ErrorKind::InvalidArgument
     );
 }
+
+#[tokio::test]
+async fn watchers_report_creates_writes_renames_and_removes() {
+    use wrenn_protocol::{FsEvent, FsEventKind, WatchRequest};
+    let envd = Envd::start();
+    let c = envd.client().await;
+    let root = envd.dir.path().join("watched");
+    std::fs::create_dir(&root).unwrap();
+    let root_s = root.display().to_string();
+
+    // A kept watcher, polled; not recursive: events below a subdirectory are not its own.
+    let w = c
+        .create_watcher(&WatchRequest {
+            path: root_s.clone(),
+            recursive: false,
+        })
+        .await
+        .unwrap();
+    // A stream, recursive: a directory made after the start is watched too.
+    let mut stream = c.watch(&root_s, true).await.unwrap();
+    std::fs::write(root.join("a.txt"), b"1").unwrap();
+    std::fs::rename(root.join("a.txt"), root.join("b.txt")).unwrap();
+    std::fs::create_dir(root.join("sub")).unwrap();
+    // Give the stream a moment to watch the new directory before writing in it.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    std::fs::write(root.join("sub/deep.txt"), b"2").unwrap();
+    std::fs::remove_file(root.join("b.txt")).unwrap();
+
+    let want = [
+        ("a.txt", FsEventKind::Create),
+        ("a.txt", FsEventKind::Rename),
+        ("b.txt", FsEventKind::Create),
+        ("sub", FsEventKind::Create),
+        ("sub/deep.txt", FsEventKind::Create),
+        ("b.txt", FsEventKind::Remove),
+    ];
+    let mut seen: Vec<FsEvent> = Vec::new();
+    while !want
+        .iter()
+        .all(|(n, k)| seen.iter().any(|e| e.name == *n && e.kind == *k))
+    {
+        match tokio::time::timeout(WAIT, stream.next()).await {
+            Ok(Some(ev)) => seen.push(ev),
+            other => panic!("watch stream ended: {other:?}; saw {seen:?}"),
+        }
+    }
+    assert!(seen
+        .iter()
+        .any(|e| e.name == "a.txt" && e.kind == FsEventKind::Write));
+
+    let polled = c.watcher_events(&w.id).await.unwrap();
+    assert!(polled
+        .iter()
+        .any(|e| e.name == "b.txt" && e.kind == FsEventKind::Remove));
+    assert!(
+        !polled.iter().any(|e| e.name.starts_with("sub/")),
+        "{polled:?}"
+    );
+    // Drained: a second poll has only what happened since.
+    assert!(c.watcher_events(&w.id).await.unwrap().is_empty());
+    c.remove_watcher(&w.id).await.unwrap();
+    assert_eq!(
+        kind(c.watcher_events(&w.id).await.unwrap_err()),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        kind(
+            c.watch("/no/such/dir", false)
+                .await
+                .err()
+                .expect("an error")
+        ),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        kind(
+            c.create_watcher(&WatchRequest {
+                path: format!("{root_s}/sub/deep.txt"),
+                recursive: false
+            })
+            .await
+            .unwrap_err()
+        ),
+        ErrorKind::NotADirectory
+    );
+}
+
+#[tokio::test]
+async fn directories_made_for_an_owner_belong_to_it() {
+    use std::os::unix::fs::MetadataExt;
+    let envd = Envd::start();
+    let c = envd.client().await;
+    let root = envd.dir.path().display().to_string();
+    let nobody = 65534;
+    c.mkdir_owned(&format!("{root}/m1/m2"), Some("nobody"))
+        .await
+        .unwrap();
+    for d in ["m1", "m1/m2"] {
+        assert_eq!(
+            std::fs::metadata(envd.dir.path().join(d)).unwrap().uid(),
+            nobody,
+            "{d}"
+        );
+    }
+    // The directory that was there keeps its owner.
+    assert_eq!(std::fs::metadata(envd.dir.path()).unwrap().uid(), 0);
+    let body = futures::stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(b"x"))]).boxed();
+    let opts = WriteOptions {
+        owner: Some("nobody".into()),
+        ..Default::default()
+    };
+    c.write_file(&format!("{root}/w1/w2/f.txt"), opts, body)
+        .await
+        .unwrap();
+    for d in ["w1", "w1/w2", "w1/w2/f.txt"] {
+        assert_eq!(
+            std::fs::metadata(envd.dir.path().join(d)).unwrap().uid(),
+            nobody,
+            "{d}"
+        );
+    }
+    assert_eq!(
+        kind(
+            c.mkdir_owned(&format!("{root}/x"), Some("no-such-user"))
+                .await
+                .unwrap_err()
+        ),
+        ErrorKind::InvalidArgument
+    );
+}

@@ -36,6 +36,15 @@ pub const FILES: &str = "/files";
 pub const FILES_STAT: &str = "/files/stat";
 /// `GET`: list a directory (`?path=&depth=`).
 pub const FILES_LIST: &str = "/files/list";
+/// `GET`: a directory's events as NDJSON [`crate::FsEvent`]s (`?path=&recursive=`), until
+/// the client goes away.
+pub const FILES_WATCH: &str = "/files/watch";
+/// `POST`: a watcher envd keeps ([`crate::WatchRequest`] → [`crate::WatcherInfo`]).
+pub const FILES_WATCHERS: &str = "/files/watchers";
+/// `GET`: the events of a kept watcher since the last call.
+pub const FILES_WATCHER_EVENTS: &str = "/files/watchers/{id}/events";
+/// `DELETE`: stop a kept watcher.
+pub const FILES_WATCHER: &str = "/files/watchers/{id}";
 /// `POST`: rename an entry (JSON [`crate::MoveRequest`]).
 pub const FILES_MOVE: &str = "/files/move";
 /// `POST`: make a directory and its parents (`?path=`).

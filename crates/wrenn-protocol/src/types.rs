@@ -209,6 +209,48 @@ pub struct MoveRequest {
     pub destination: String,
 }
 
+/// Watch a directory (`POST /files/watchers`, `GET /files/watch?path=&recursive=`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatchRequest {
+    /// Absolute path of the directory.
+    pub path: String,
+    /// Its subdirectories too (and those made later).
+    #[serde(default)]
+    pub recursive: bool,
+}
+
+/// A watcher envd keeps for later polls.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatcherInfo {
+    /// Its id.
+    pub id: String,
+}
+
+/// What happened to an entry of a watched directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FsEventKind {
+    /// Made (or moved in).
+    Create,
+    /// Written to.
+    Write,
+    /// Removed.
+    Remove,
+    /// Moved away (renamed).
+    Rename,
+    /// Its mode, owner or times changed.
+    Chmod,
+}
+
+/// One event of a watched directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FsEvent {
+    /// Path of the entry relative to the watched directory.
+    pub name: String,
+    /// What happened.
+    pub kind: FsEventKind,
+}
+
 /// Start a PTY session.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]

@@ -259,6 +259,44 @@ pub fn streaming(envelopes: impl futures::Stream<Item = Bytes> + Send + 'static)
     resp
 }
 
+/// Streams framed envelopes to the client with `keepalive` between them whenever `ping`
+/// passes without one, until `envelopes` ends (its last should be the end of stream) or the
+/// client goes away. `hold` lives as long as the stream (an activity guard).
+pub fn streaming_with_keepalive(
+    envelopes: futures::stream::BoxStream<'static, Bytes>,
+    keepalive: Bytes,
+    ping: std::time::Duration,
+    hold: impl Send + 'static,
+) -> Response {
+    use futures::StreamExt;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
+    tokio::spawn(async move {
+        let _hold = hold;
+        let mut envelopes = envelopes;
+        let start = tokio::time::Instant::now() + ping;
+        let mut ticker = tokio::time::interval_at(start, ping);
+        loop {
+            tokio::select! {
+                next = envelopes.next() => match next {
+                    Some(env) => {
+                        if tx.send(env).await.is_err() {
+                            return;
+                        }
+                        ticker.reset();
+                    }
+                    None => return,
+                },
+                _ = ticker.tick() => {
+                    if tx.send(keepalive.clone()).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    streaming(tokio_stream::wrappers::ReceiverStream::new(rx))
+}
+
 /// A stream that fails before its first message: a 200 with only the end of stream
 /// carrying the error, as the protocol answers a streaming call.
 pub fn stream_error(e: RpcError) -> Response {

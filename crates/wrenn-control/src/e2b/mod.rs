@@ -32,8 +32,9 @@ pub const ENVD_PORT: u16 = 49983;
 pub const CODE_INTERPRETER_PORT: u16 = 49999;
 
 /// The envd version we report: the SDK turns features on by it. Everything its gates up to
-/// this version need is implemented (stdin flag 0.3.0, default user 0.4.0, close stdin
-/// 0.5.2, octet-stream uploads 0.5.7); file metadata (0.6.2) and watchers are not.
+/// this version need is implemented (recursive watch 0.1.4, stdin flag 0.3.0, default user
+/// 0.4.0, close stdin 0.5.2, octet-stream uploads 0.5.7); file metadata (0.6.2), watch
+/// entries (0.6.3) and network-mount watches (0.6.4) are not.
 pub const ENVD_VERSION: &str = "0.5.7";
 
 /// The user commands run as and files belong to when the SDK names none (E2B's templates

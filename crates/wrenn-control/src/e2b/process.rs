@@ -13,7 +13,6 @@ use bytes::Bytes;
 use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
 use wrenn_protocol::{ExecRequest, ProcessEvent, ProcessInfo, ProcessSelector, PtyEvent, PtyStart};
 
 use super::connect::{self, Code, RpcError};
@@ -26,8 +25,6 @@ const KEEPALIVE_RANGE: (u64, u64) = (1, 600);
 /// How long after a stream's `Connect-Timeout-Ms` its process is killed: the client's own
 /// deadline passes first, so it sees its timeout rather than a killed process.
 const KILL_GRACE_MS: u64 = 1000;
-/// Events buffered between the guest and a slow client.
-const STREAM_BUFFER: usize = 16;
 
 /// Answers one call of the service.
 pub async fn call(ctx: Envd, method: &str, req: Request) -> Response {
@@ -150,7 +147,8 @@ fn timeout_ms(req: &Request) -> Option<u64> {
         .map(|ms| ms.saturating_add(KILL_GRACE_MS))
 }
 
-fn keepalive(req: &Request) -> Duration {
+/// The keepalive interval a stream asks for (`Keepalive-Ping-Interval`, seconds).
+pub fn keepalive(req: &Request) -> Duration {
     req.headers()
         .get("keepalive-ping-interval")
         .and_then(|v| v.to_str().ok())
@@ -199,57 +197,48 @@ impl Out {
     }
 }
 
-/// Streams `events` to the client as Connect envelopes with keepalives between them, until
-/// the end (then the end of stream) or the client goes away. The capsule counts as active
-/// while the stream is open.
+/// Streams a process's events to the client: `first`, the events, then the end of stream
+/// after its `end` (an error end when the events stop short of it), with keepalives while
+/// it waits. The capsule counts as active while the stream is open.
 fn stream_out(
     ctx: &Envd,
     first: Out,
     events: futures::stream::BoxStream<'static, Out>,
     ping: Duration,
 ) -> Response {
-    let (tx, rx) = mpsc::channel::<Bytes>(STREAM_BUFFER);
-    let guard = ctx.hold();
-    tokio::spawn(async move {
-        let _guard = guard;
-        if tx.send(first.envelope()).await.is_err() {
-            return;
-        }
-        let mut events = events;
-        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + ping, ping);
-        loop {
-            tokio::select! {
-                ev = events.next() => match ev {
+    let envelopes = futures::stream::once(async move { Some(first) })
+        .chain(events.map(Some))
+        .chain(futures::stream::once(async { None }))
+        .scan(false, |done, ev| {
+            let out = if *done {
+                None
+            } else {
+                Some(match ev {
                     Some(Out::Failed(e)) => {
-                        let _ = tx.send(e.end_stream()).await;
-                        return;
+                        *done = true;
+                        vec![e.end_stream()]
                     }
-                    Some(ev) => {
-                        let end = matches!(ev, Out::End(_));
-                        if tx.send(ev.envelope()).await.is_err() {
-                            return;
-                        }
-                        if end {
-                            let _ = tx.send(connect::end_ok()).await;
-                            return;
-                        }
+                    Some(ev @ Out::End(_)) => {
+                        *done = true;
+                        vec![ev.envelope(), connect::end_ok()]
                     }
+                    Some(ev) => vec![ev.envelope()],
                     None => {
-                        let e = RpcError::new(Code::Unavailable, "the process stream ended before the process did");
-                        let _ = tx.send(e.end_stream()).await;
-                        return;
+                        *done = true;
+                        let e = RpcError::new(
+                            Code::Unavailable,
+                            "the process stream ended before the process did",
+                        );
+                        vec![e.end_stream()]
                     }
-                },
-                _ = ticker.tick() => {
-                    let ka = connect::envelope(0, &json!({"event": {"keepalive": {}}}));
-                    if tx.send(ka).await.is_err() {
-                        return;
-                    }
-                }
-            }
-        }
-    });
-    connect::streaming(tokio_stream::wrappers::ReceiverStream::new(rx))
+                })
+            };
+            std::future::ready(out)
+        })
+        .flat_map(futures::stream::iter)
+        .boxed();
+    let keepalive = connect::envelope(0, &json!({"event": {"keepalive": {}}}));
+    connect::streaming_with_keepalive(envelopes, keepalive, ping, ctx.hold())
 }
 
 fn process_events(

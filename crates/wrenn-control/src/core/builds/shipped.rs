@@ -33,6 +33,7 @@ pub const SHIPPED: &[Shipped] = &[Shipped {
         context_file!("code-runner-beta", "wrenn_code_runner.py", 0o644),
         context_file!("code-runner-beta", "00-wrenn.py", 0o644),
         context_file!("code-runner-beta", "warm_kernel.py", 0o644),
+        context_file!("code-runner-beta", "e2b_interpreter.py", 0o644),
     ],
 }];
 
