@@ -308,39 +308,57 @@ async fn create(
 /// Waits for a capsule that answered `starting` (a slow create) to run: E2B's create
 /// answers a usable sandbox.
 async fn wait_running(state: &AppState, row: CapsuleRow) -> Result<CapsuleRow, E2bError> {
+    let row = wait_while(state, row, CapsuleStatus::Starting).await?;
+    match row.status {
+        CapsuleStatus::Running => Ok(row),
+        CapsuleStatus::Starting => Err(E2bError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!("sandbox {} did not start in time", sandbox_id(&row.id)),
+        )),
+        other => Err(E2bError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!(
+                "sandbox {} did not start: it is {other}{}",
+                sandbox_id(&row.id),
+                row.error
+                    .as_deref()
+                    .map(|e| format!(" ({e})"))
+                    .unwrap_or_default()
+            ),
+        )),
+    }
+}
+
+/// The capsule once it is no longer in `status`, or as it is when the host timeout passes.
+/// Subscribes to the events before it reads the row, so a change between the two is seen.
+async fn wait_while(
+    state: &AppState,
+    row: CapsuleRow,
+    status: CapsuleStatus,
+) -> Result<CapsuleRow, E2bError> {
     let deadline = tokio::time::Instant::now() + state.config.host_op_timeout;
     let mut events = state.events.subscribe();
-    let mut row = row;
-    loop {
-        match row.status {
-            CapsuleStatus::Running => return Ok(row),
-            CapsuleStatus::Starting => {}
-            other => {
-                return Err(E2bError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!(
-                        "sandbox {} did not start: it is {other}{}",
-                        sandbox_id(&row.id),
-                        row.error
-                            .as_deref()
-                            .map(|e| format!(" ({e})"))
-                            .unwrap_or_default()
-                    ),
-                ))
+    let reload = |row: &CapsuleRow| {
+        let (state, row) = (state.clone(), row.clone());
+        async move {
+            state
+                .reload(&row)
+                .await
+                .map_err(|e| E2bError::from(crate::api::error::ApiError::from(e)))
+        }
+    };
+    let mut row = reload(&row).await?;
+    while row.status == status {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Err(_) => break,
+            Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
+            Ok(_) => {}
         }
-        let wait = tokio::time::timeout_at(deadline, events.recv()).await;
-        if wait.is_err() {
-            return Err(E2bError::new(
-                StatusCode::GATEWAY_TIMEOUT,
-                format!("sandbox {} did not start in time", sandbox_id(&row.id)),
-            ));
-        }
-        row = state
-            .reload(&row)
-            .await
-            .map_err(crate::api::error::ApiError::from)?;
+        row = reload(&row).await?;
     }
+    Ok(row)
 }
 
 /// Body of connect.
@@ -361,8 +379,8 @@ async fn connect(
 ) -> Result<Response, E2bError> {
     let req: ConnectBody = body_of(&body)?;
     let mut row = state.e2b_capsule(&auth, &id).await?;
-    if matches!(row.status, CapsuleStatus::Pausing) {
-        row = wait_settled(&state, row).await?;
+    if row.status == CapsuleStatus::Pausing {
+        row = wait_while(&state, row, CapsuleStatus::Pausing).await?;
     }
     let mut status = StatusCode::OK;
     if row.status == CapsuleStatus::Paused {
@@ -387,25 +405,6 @@ async fn connect(
         Json(views::sandbox(&row, &tokens, domain.as_deref())),
     )
         .into_response())
-}
-
-/// Waits until a pausing capsule is paused (or anything else), bounded by the host timeout.
-async fn wait_settled(state: &AppState, mut row: CapsuleRow) -> Result<CapsuleRow, E2bError> {
-    let deadline = tokio::time::Instant::now() + state.config.host_op_timeout;
-    let mut events = state.events.subscribe();
-    while row.status == CapsuleStatus::Pausing {
-        if tokio::time::timeout_at(deadline, events.recv())
-            .await
-            .is_err()
-        {
-            break;
-        }
-        row = state
-            .reload(&row)
-            .await
-            .map_err(crate::api::error::ApiError::from)?;
-    }
-    Ok(row)
 }
 
 /// `GET /sandboxes/{id}`.
