@@ -1,4 +1,10 @@
-//! API key authentication: the `X-API-Key` header, checked against stored SHA-256 hashes.
+//! Authentication: the `X-API-Key` header, or a browser session's cookie (made by
+//! `POST /v1/sessions`), each checked against stored SHA-256 hashes.
+//!
+//! A cookie is sent by the browser on its own, so a request it authenticates must come from
+//! this server's own pages: one with a foreign `Origin` (or `Sec-Fetch-Site: cross-site`) is
+//! 403, and a WebSocket upgrade must carry an `Origin`, and ours. A key in a header cannot be
+//! sent by another site's page, so key requests need no such check.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -41,13 +47,114 @@ impl FromRequestParts<AppState> for Auth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let key = parts
+        if let Some(key) = parts
             .headers
             .get("x-api-key")
             .and_then(|v| v.to_str().ok())
             .map(str::trim)
-            .ok_or_else(|| ApiError::unauthorized("missing X-API-Key header"))?;
-        authenticate(state, key).await
+        {
+            return authenticate(state, key).await;
+        }
+        let Some(token) = session_token(&parts.headers) else {
+            return Err(ApiError::unauthorized(
+                "missing X-API-Key header (or a session cookie from POST /v1/sessions)",
+            ));
+        };
+        check_origin(&parts.headers, is_websocket(&parts.headers))?;
+        authenticate_session(state, &token).await
+    }
+}
+
+/// Name of the session cookie.
+pub const SESSION_COOKIE: &str = "wrenn_session";
+
+/// The session token of the request's cookie, if it has one of the right shape.
+pub fn session_token(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value.trim().to_owned())
+        .filter(|t| {
+            t.len() == 68 && t.starts_with("wrs_") && t[4..].bytes().all(|b| b.is_ascii_hexdigit())
+        })
+}
+
+fn is_websocket(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(axum::http::header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
+/// `Ok` unless the request comes from another site's page: a foreign `Origin` (anything but
+/// this server's own scheme and host, `null` included) or `Sec-Fetch-Site: cross-site`.
+/// `require` (WebSocket upgrades, which browsers always send with an `Origin`) refuses a
+/// request without one too.
+pub fn check_origin(headers: &axum::http::HeaderMap, require: bool) -> Result<(), ApiError> {
+    let cross_site = headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("cross-site"));
+    if cross_site {
+        return Err(ApiError::forbidden(
+            "a cross-site request cannot use the session cookie",
+        ));
+    }
+    let origin = headers
+        .get(axum::http::header::ORIGIN)
+        .and_then(|v| v.to_str().ok());
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|v| v.to_str().ok());
+    match (origin, host) {
+        (None, _) if !require => Ok(()),
+        (None, _) => Err(ApiError::forbidden(
+            "a WebSocket with the session cookie must carry this server's Origin",
+        )),
+        (Some(origin), Some(host)) if same_origin(origin, host) => Ok(()),
+        (Some(origin), _) => Err(ApiError::forbidden(format!(
+            "origin {origin} may not use the session cookie of this server"
+        ))),
+    }
+}
+
+/// Whether `origin` (`scheme://host[:port]`) names the host the request was sent to.
+fn same_origin(origin: &str, host: &str) -> bool {
+    let Some((scheme, rest)) = origin.split_once("://") else {
+        return false;
+    };
+    matches!(scheme, "http" | "https") && rest.eq_ignore_ascii_case(host.trim())
+}
+
+/// Checks a session token: the team of its key, or 401 `unauthorized` (unknown, expired,
+/// signed out, or its key revoked).
+pub async fn authenticate_session(state: &AppState, token: &str) -> Result<Auth, ApiError> {
+    let found = state
+        .store
+        .session_key(&ids::hash_key(token))
+        .await?
+        .ok_or_else(|| {
+            ApiError::unauthorized("the session has ended (expired, signed out or its key revoked)")
+        })?;
+    Ok(Auth::from(found))
+}
+
+impl From<crate::store::KeyWithTeam> for Auth {
+    /// The caller a stored key stands for.
+    fn from(found: crate::store::KeyWithTeam) -> Self {
+        Auth {
+            team_id: found.team_id,
+            team_name: found.team_name,
+            actor: Actor {
+                kind: "api_key",
+                id: found.id,
+                name: found.name,
+            },
+        }
     }
 }
 
@@ -89,13 +196,5 @@ pub async fn authenticate(state: &AppState, key: &str) -> Result<Auth, ApiError>
             }
         });
     }
-    Ok(Auth {
-        team_id: found.team_id,
-        team_name: found.team_name,
-        actor: Actor {
-            kind: "api_key",
-            id: found.id,
-            name: found.name,
-        },
-    })
+    Ok(Auth::from(found))
 }

@@ -51,6 +51,8 @@ pub struct ControlConfig {
     /// WebSockets (exec stream, attach, PTY) one API key may hold open at once; past it the
     /// upgrade is refused with `429 too_many_requests`. Default 32.
     pub max_websockets_per_key: usize,
+    /// How long a browser session (`POST /v1/sessions`) lasts. Default 12 hours.
+    pub session_ttl: Duration,
 }
 
 impl Default for ControlConfig {
@@ -85,6 +87,7 @@ impl ControlConfig {
             idle_timeout: Duration::from_secs(120),
             max_connections: 1024,
             max_websockets_per_key: 32,
+            session_ttl: Duration::from_secs(12 * 3600),
         }
     }
 

@@ -40,6 +40,11 @@ pub fn new_access_token() -> String {
     format!("wrn_at_{}", random_hex(32))
 }
 
+/// A fresh browser session token: `wrs_` + 64 hex chars (only its SHA-256 is stored).
+pub fn new_session_token() -> String {
+    format!("wrs_{}", random_hex(32))
+}
+
 /// True when `key` has the shape of an API key.
 pub fn is_api_key(key: &str) -> bool {
     key.len() == 36 && key.starts_with("wrn_") && key[4..].bytes().all(|b| b.is_ascii_hexdigit())

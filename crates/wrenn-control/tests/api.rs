@@ -189,6 +189,10 @@ async fn auth_everywhere(db: Db) {
         if !route.path.starts_with("/v1") {
             continue;
         }
+        // Signing in takes its key in the body, signing out needs none (tests/sessions.rs).
+        if route.path == "/v1/sessions" && matches!(route.method, "post" | "delete") {
+            continue;
+        }
         let path = route
             .path
             .replace("{id}", &id)

@@ -9,6 +9,7 @@ pub mod extract;
 pub mod files;
 pub mod proxy;
 pub mod pty;
+pub mod sessions;
 pub mod snapshots;
 pub mod sse;
 pub mod system;
@@ -132,6 +133,9 @@ fn v1_routes() -> Table {
             "/admin/templates/{name}",
             delete(builds::delete_template),
         )
+        .add("post", "/sessions", post(sessions::create))
+        .add("get", "/sessions", get(sessions::show))
+        .add("delete", "/sessions", delete(sessions::delete))
         .add("post", "/teams", post(teams::create))
         .add("get", "/teams", get(teams::list))
         .add("delete", "/teams/{name}", delete(teams::delete))

@@ -18,7 +18,7 @@ use crate::api::error::ApiError;
 use crate::state::AppState;
 
 /// Request headers that carry the caller's credentials to us, removed before forwarding.
-/// (The control plane has no session cookie; the `Cookie` header passes unchanged.)
+/// (Of the `Cookie` header only our session cookie is removed: the rest is the guest's.)
 pub const STRIPPED_HEADERS: &[&str] = &[
     "x-api-key",
     "authorization",
@@ -84,6 +84,7 @@ pub fn strip_credentials(req: &mut Request, mode: PortsMode) -> Result<(), ApiEr
     for name in STRIPPED_HEADERS {
         req.headers_mut().remove(*name);
     }
+    strip_session_cookie(req.headers_mut());
     if mode == PortsMode::Private {
         *req.uri_mut() = without_token_param(req.uri())?;
     }
@@ -97,6 +98,28 @@ pub fn in_domain(after: &str, domain: Option<&str>) -> bool {
     let name = after.rsplit_once(':').map_or(after, |(name, _)| name);
     name.trim_end_matches('.')
         .eq_ignore_ascii_case(domain.trim_end_matches('.'))
+}
+
+/// Removes our session cookie from the `Cookie` headers (the guest's own cookies stay).
+fn strip_session_cookie(headers: &mut HeaderMap) {
+    let kept: Vec<String> = headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .filter(|pair| {
+            !pair.is_empty()
+                && pair.split_once('=').map_or(*pair, |(k, _)| k) != crate::auth::SESSION_COOKIE
+        })
+        .map(str::to_owned)
+        .collect();
+    headers.remove(axum::http::header::COOKIE);
+    if !kept.is_empty() {
+        if let Ok(v) = axum::http::HeaderValue::from_str(&kept.join("; ")) {
+            headers.insert(axum::http::header::COOKIE, v);
+        }
+    }
 }
 
 /// Parses `^(\d+)-(cl-[0-9a-z]+)\.` from a Host header value. With a `domain`
@@ -273,7 +296,7 @@ mod tests {
             .header("X-API-Key", "wrn_0")
             .header("Authorization", "Bearer b")
             .header("X-Access-Token", "t")
-            .header("Cookie", "theme=dark")
+            .header("Cookie", "theme=dark; wrenn_session=wrs_secret")
             .header("X-Other", "kept")
             .body(Body::empty())
             .unwrap();

@@ -238,6 +238,9 @@ pub fn spawn(state: Core) -> Vec<tokio::task::JoinHandle<()>> {
                 if let Err(e) = state.store.prune_samples(cutoff).await {
                     tracing::warn!(error = %e, "pruning samples failed");
                 }
+                if let Err(e) = state.store.prune_sessions().await {
+                    tracing::warn!(error = %e, "pruning sessions failed");
+                }
             }
         }
     });

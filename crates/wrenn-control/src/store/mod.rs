@@ -9,6 +9,7 @@ mod capsules;
 mod keys;
 mod samples;
 mod secrets;
+mod sessions;
 mod templates;
 
 use std::path::Path;
@@ -74,6 +75,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("../../migrations/0002_network_ports.sql")),
     (3, include_str!("../../migrations/0003_builds.sql")),
     (4, include_str!("../../migrations/0004_env_on_timeout.sql")),
+    (5, include_str!("../../migrations/0005_sessions.sql")),
 ];
 
 /// Handle on the database; cheap to clone.
