@@ -8,6 +8,7 @@ template's warm `wrenn` kernel. Clients reach it through Wrenn's E2B data plane
 
 import datetime
 import json
+import time
 import uuid
 
 from tornado import gen, httpclient, ioloop, web, websocket
@@ -81,6 +82,8 @@ class Handler(web.RequestHandler):
         exc = kwargs.get("exc_info")
         if exc and isinstance(exc[1], web.HTTPError) and exc[1].log_message:
             reason = exc[1].log_message
+        elif exc:
+            reason = f"{self._reason}: {type(exc[1]).__name__}: {exc[1]}"
         self.finish(json.dumps({"error": reason, "message": reason}))
 
     def body(self):
@@ -144,8 +147,48 @@ def execute_request(code, silent=False):
     })
 
 
+# How long a kernel that was just started (its startup imports numpy, pandas and matplotlib,
+# slow under emulation) may take to answer.
+KERNEL_START_TIMEOUT = 600
+
+
+def kernel_info_request():
+    msg_id = uuid.uuid4().hex
+    return msg_id, json.dumps({
+        "header": {"msg_id": msg_id, "msg_type": "kernel_info_request", "username": "e2b",
+                   "session": uuid.uuid4().hex, "version": "5.3", "date": now()},
+        "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [], "content": {},
+    })
+
+
+async def reply_to(ws, msg_id, msg_type):
+    while True:
+        raw = await ws.read_message()
+        if raw is None:
+            raise ConnectionError("the kernel's channels closed")
+        msg = json.loads(raw)
+        if msg.get("parent_header", {}).get("msg_id") == msg_id and msg.get("msg_type") == msg_type:
+            return msg
+
+
 async def channels(kid):
-    return await websocket.websocket_connect(f"ws://{JUPYTER}/api/kernels/{kid}/channels")
+    """The channels WebSocket of a kernel that answers: one just started may refuse the
+    connection, or take its time to reply, until its startup is done."""
+    deadline = time.monotonic() + KERNEL_START_TIMEOUT
+    while True:
+        ws = None
+        try:
+            ws = await websocket.websocket_connect(f"ws://{JUPYTER}/api/kernels/{kid}/channels")
+            msg_id, req = kernel_info_request()
+            await ws.write_message(req)
+            await gen.with_timeout(datetime.timedelta(seconds=15), reply_to(ws, msg_id, "kernel_info_reply"))
+            return ws
+        except Exception:
+            if ws is not None:
+                ws.close()
+            if time.monotonic() > deadline:
+                raise
+            await gen.sleep(1)
 
 
 async def run_silently(kid, code):
