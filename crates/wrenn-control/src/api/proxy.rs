@@ -91,15 +91,6 @@ pub fn strip_credentials(req: &mut Request, mode: PortsMode) -> Result<(), ApiEr
     Ok(())
 }
 
-/// Whether the part of a Host after a port URL's first label is `domain` (any case, an
-/// optional `:port` after it); any name is when no domain is set.
-pub fn in_domain(after: &str, domain: Option<&str>) -> bool {
-    let Some(domain) = domain else { return true };
-    let name = after.rsplit_once(':').map_or(after, |(name, _)| name);
-    name.trim_end_matches('.')
-        .eq_ignore_ascii_case(domain.trim_end_matches('.'))
-}
-
 /// Removes our session cookie from the `Cookie` headers (the guest's own cookies stay).
 fn strip_session_cookie(headers: &mut HeaderMap) {
     let kept: Vec<String> = headers
@@ -122,20 +113,34 @@ fn strip_session_cookie(headers: &mut HeaderMap) {
     }
 }
 
-/// Parses `^(\d+)-(cl-[0-9a-z]+)\.` from a Host header value. With a `domain`
-/// (`--proxy-domain`), the rest must be exactly that domain (any case, an optional `:port`
-/// after it): `8000-cl-….sandbox.example.com` is a port URL of domain `sandbox.example.com`,
-/// `8000-cl-….elsewhere.org` is not and goes to the API routes.
-pub fn port_host<'a>(host: &'a str, domain: Option<&str>) -> Option<(u16, &'a str)> {
+/// Splits a port-URL Host `{port}-{name}.{rest}` into the port and the name, when `rest` is
+/// `domain` (any case, an optional `:port` after it; any rest when no domain is set). The
+/// one parser of Wrenn's port URLs and E2B's sandbox hosts, which differ in the name.
+pub fn port_label<'a>(host: &'a str, domain: Option<&str>) -> Option<(u16, &'a str)> {
     let (port, rest) = host.split_once('-')?;
     if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     let port: u16 = port.parse().ok()?;
-    let (id, after) = rest.split_once('.')?;
-    if !in_domain(after, domain) {
-        return None;
+    let (name, after) = rest.split_once('.')?;
+    if let Some(domain) = domain {
+        let host_name = after.rsplit_once(':').map_or(after, |(n, _)| n);
+        if !host_name
+            .trim_end_matches('.')
+            .eq_ignore_ascii_case(domain.trim_end_matches('.'))
+        {
+            return None;
+        }
     }
+    Some((port, name))
+}
+
+/// Parses `^(\d+)-(cl-[0-9a-z]+)\.` from a Host header value. With a `domain`
+/// (`--proxy-domain`), the rest must be exactly that domain (any case, an optional `:port`
+/// after it): `8000-cl-….sandbox.example.com` is a port URL of domain `sandbox.example.com`,
+/// `8000-cl-….elsewhere.org` is not and goes to the API routes.
+pub fn port_host<'a>(host: &'a str, domain: Option<&str>) -> Option<(u16, &'a str)> {
+    let (port, id) = port_label(host, domain)?;
     let tail = id.strip_prefix("cl-")?;
     if tail.is_empty()
         || !tail

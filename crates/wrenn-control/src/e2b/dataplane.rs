@@ -61,15 +61,7 @@ fn target(req: &Request, domain: Option<&str>) -> Option<(String, u16)> {
 /// Parses `{port}-{sandbox id}.{rest}` (a sandbox id has no `-`, which tells it from
 /// Wrenn's `{port}-cl-{id}`); with a `domain`, the rest must be exactly that domain.
 pub fn sandbox_host<'a>(host: &'a str, domain: Option<&str>) -> Option<(u16, &'a str)> {
-    let (port, rest) = host.split_once('-')?;
-    if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let port: u16 = port.parse().ok()?;
-    let (id, after) = rest.split_once('.')?;
-    if !crate::api::proxy::in_domain(after, domain) {
-        return None;
-    }
+    let (port, id) = crate::api::proxy::port_label(host, domain)?;
     capsule_id(id)?;
     Some((port, id))
 }
@@ -234,13 +226,7 @@ impl Envd {
         headers: &HeaderMap,
     ) -> Result<Self, E2bError> {
         let user = basic_user(headers)?.unwrap_or_else(|| DEFAULT_USER.to_owned());
-        let guest = EnvdClient::over(
-            state
-                .host
-                .guest(&row.id)
-                .await
-                .map_err(crate::api::error::ApiError::from)?,
-        );
+        let guest = EnvdClient::over(state.host.guest(&row.id).await.map_err(E2bError::of)?);
         state.activity.touch(&row.id).await;
         let envs = serde_json::from_str(&row.envs).unwrap_or_default();
         Ok(Self {

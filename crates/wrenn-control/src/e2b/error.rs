@@ -49,6 +49,12 @@ impl E2bError {
         Self::invalid(format!("{what} is not supported by this server (Wrenn)"))
     }
 
+    /// The error of a core, store, host or guest call, its status decided by [`ApiError`]'s
+    /// conversions (the one home of that mapping).
+    pub fn of(e: impl Into<ApiError>) -> Self {
+        e.into().into()
+    }
+
     /// The same error, marked not to be retried.
     pub fn final_answer(mut self) -> Self {
         self.no_retry = true;

@@ -21,7 +21,6 @@ use super::dataplane::{basic_user, check_user, Envd};
 use super::error::E2bError;
 use super::TokenKind;
 use crate::access::same_secret;
-use crate::api::error::ApiError;
 
 /// True when a request carries a signature rather than needing `X-Access-Token`.
 pub fn signed(req: &Request) -> bool {
@@ -109,11 +108,7 @@ async fn check_signature(
 
 async fn read(ctx: Envd, path: &str) -> Result<Response, E2bError> {
     let path = ctx.path(&ctx.user, path);
-    let stream = ctx
-        .guest
-        .read_file(&path)
-        .await
-        .map_err(|e| E2bError::from(ApiError::from(e)))?;
+    let stream = ctx.guest.read_file(&path).await.map_err(E2bError::of)?;
     let guard = ctx.hold();
     let body = Body::from_stream(stream.map(move |r| {
         let _keep = &guard;
@@ -167,7 +162,7 @@ where
     };
     let (w, p) = tokio::join!(write, pump);
     p?;
-    w.map_err(|e| E2bError::from(ApiError::from(e)))?;
+    w.map_err(E2bError::of)?;
     Ok(())
 }
 

@@ -290,7 +290,7 @@ async fn create(
         let created = state
             .create_capsule(&auth.team_id, &auth.actor, spec)
             .await
-            .map_err(|e| E2bError::from(crate::api::error::ApiError::from(e)))?;
+            .map_err(E2bError::of)?;
         let row = wait_running(&state, created.row).await?;
         let tokens = state.e2b_tokens(&row).await?;
         let domain = state.e2b_domain(&headers);
@@ -340,12 +340,7 @@ async fn wait_while(
     let mut events = state.events.subscribe();
     let reload = |row: &CapsuleRow| {
         let (state, row) = (state.clone(), row.clone());
-        async move {
-            state
-                .reload(&row)
-                .await
-                .map_err(|e| E2bError::from(crate::api::error::ApiError::from(e)))
-        }
+        async move { state.reload(&row).await.map_err(E2bError::of) }
     };
     let mut row = reload(&row).await?;
     while row.status == status {
@@ -387,14 +382,14 @@ async fn connect(
         row = state
             .resume_capsule(&row, &auth.actor)
             .await
-            .map_err(|e| E2bError::from(crate::api::error::ApiError::from(e)))?;
+            .map_err(E2bError::of)?;
         status = StatusCode::CREATED;
     }
     if let Some(t) = req.timeout {
         row = state
             .set_timeout(&row, check_timeout(t)?)
             .await
-            .map_err(crate::api::error::ApiError::from)?;
+            .map_err(E2bError::of)?;
     } else {
         state.activity.touch(&row.id).await;
     }
@@ -440,7 +435,7 @@ async fn kill(
     state
         .destroy_capsule(&row, &auth.actor)
         .await
-        .map_err(|e| E2bError::from(crate::api::error::ApiError::from(e)))?;
+        .map_err(E2bError::of)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -463,7 +458,7 @@ async fn set_timeout(
     state
         .set_timeout(&row, check_timeout(req.timeout)?)
         .await
-        .map_err(crate::api::error::ApiError::from)?;
+        .map_err(E2bError::of)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -498,7 +493,7 @@ async fn pause(
     state
         .pause_capsule(&row, &auth.actor)
         .await
-        .map_err(|e| E2bError::from(crate::api::error::ApiError::from(e)))?;
+        .map_err(E2bError::of)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -559,7 +554,7 @@ async fn snapshot(
             },
         )
         .await
-        .map_err(|e| E2bError::from(crate::api::error::ApiError::from(e)))?;
+        .map_err(E2bError::of)?;
     Ok((
         StatusCode::CREATED,
         Json(serde_json::json!({"snapshotID": made.name, "names": [made.name]})),
@@ -593,7 +588,7 @@ async fn update_network(
     state
         .set_network(&row, policy)
         .await
-        .map_err(|e| E2bError::from(crate::api::error::ApiError::from(e)))?;
+        .map_err(E2bError::of)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -603,8 +598,7 @@ async fn fork(E2bAuth(_auth): E2bAuth) -> E2bError {
 }
 
 /// Query of the lists (`metadata` is itself URL-encoded `k=v&k2=v2`).
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Default)]
 struct ListQuery {
     metadata: Option<String>,
     limit: Option<usize>,
